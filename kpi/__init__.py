@@ -1,0 +1,1 @@
+"""Pure domain: working calendar, SLA arithmetic, task-format rules, KPI formulas."""
