@@ -1,0 +1,1 @@
+"""Event intake: parse and verify Bitrix24 event POSTs, persist them in the inbox."""
