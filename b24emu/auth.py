@@ -86,7 +86,8 @@ class AuthServer:
         self.apps[client_id] = app
         return app
 
-    def add_webhook(self, user_id: int, secret: str, scopes: frozenset[str] = ALL_SCOPES) -> Webhook:
+    def add_webhook(self, user_id: int, secret: str,
+                    scopes: frozenset[str] = ALL_SCOPES) -> Webhook:
         """Create an incoming webhook for ``user_id``."""
         hook = Webhook(len(self.webhooks) + 1, user_id, secret, scopes)
         self.webhooks[(user_id, secret)] = hook
@@ -131,7 +132,8 @@ class AuthServer:
             raise ApiError(400, "invalid_client", "Application not installed")
         with self._lock:
             old = self.refresh.pop(refresh_token, None)
-            if old is None or old.client_id != client_id or old.expires_at <= self.clock.timestamp():
+            now = self.clock.timestamp()
+            if old is None or old.client_id != client_id or old.expires_at <= now:
                 raise ApiError(400, "invalid_grant", "Invalid refresh token")
             if self.revoke_old_access:
                 self.access.pop(old.access, None)

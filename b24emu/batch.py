@@ -16,8 +16,14 @@ _REF = re.compile(r"\$(result|result_total|result_next)((?:\[[^\]]*\])+)")
 
 
 def php(value: dict[str, Any]) -> Any:
-    """``[]`` for an empty map (Bitrix24 is PHP), the map otherwise."""
-    return value if value else []
+    """A PHP array as ``json_encode`` writes it: ``[]`` when empty, a list when keyed 0..n-1."""
+    # Bitrix24 is PHP: an empty map is ``[]`` (resp-batch.json), and an array whose keys are
+    # exactly 0, 1, ... in order (``cmd`` sent as a list) is a JSON list, not an object.
+    if not value:
+        return []
+    if list(value) == [str(i) for i in range(len(value))]:
+        return list(value.values())
+    return value
 
 
 def _lookup(store: Mapping[str, Any], path: list[str]) -> Any:
@@ -57,18 +63,18 @@ def _substitute(value: Any, refs: dict[str, dict[str, Any]]) -> Any:
     return _REF.sub(lambda m: "" if (v := resolve(m)) is None else str(v), value)
 
 
-def _commands(raw: Any) -> tuple[list[tuple[str, str]], bool]:
+def _commands(raw: Any) -> list[tuple[str, str]]:
     if isinstance(raw, Mapping):
-        return [(str(k), str(v)) for k, v in raw.items()], False
+        return [(str(k), str(v)) for k, v in raw.items()]
     if isinstance(raw, list):
-        return [(str(i), str(v)) for i, v in enumerate(raw)], True
-    return [], False
+        return [(str(i), str(v)) for i, v in enumerate(raw)]
+    return []
 
 
 def run_batch(portal: Portal, params: Mapping[str, Any], caller: Caller) -> dict[str, Any]:
     """Execute a batch; returns the ``result`` object of the envelope."""
     lowered = {str(k).lower(): v for k, v in params.items()}
-    cmds, as_list = _commands(lowered.get("cmd"))
+    cmds = _commands(lowered.get("cmd"))
     halt = str(lowered.get("halt", "0")).lower() in ("1", "true", "y")
     if len(cmds) > MAX_COMMANDS:
         raise ApiError(400, "ERROR_BATCH_LENGTH_EXCEEDED", "Max batch length exceeded")
@@ -98,10 +104,7 @@ def run_batch(portal: Portal, params: Mapping[str, Any], caller: Caller) -> dict
             totals[key] = outcome.total
         if outcome.next is not None:
             nexts[key] = outcome.next
-    result_value: Any = php(results)
-    if as_list and results and list(results) == [str(i) for i in range(len(results))]:
-        result_value = list(results.values())
-    return {"result": result_value, "result_error": php(errors), "result_total": php(totals),
+    return {"result": php(results), "result_error": php(errors), "result_total": php(totals),
             "result_next": php(nexts), "result_time": php(times)}
 
 

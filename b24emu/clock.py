@@ -49,3 +49,13 @@ class Clock:
         delta = (instant - self.now()) / timedelta(seconds=1)
         if delta > 0:
             self.advance(delta)
+
+    def snapshot(self) -> tuple[float, float | None]:
+        """The offset from real time and the frozen instant (what a restart must keep)."""
+        with self._lock:
+            return self._offset, self._frozen
+
+    def restore(self, offset: float, frozen: float | None) -> None:
+        """Resume a snapshot: the same shift from real time, or the same frozen instant."""
+        with self._lock:
+            self._offset, self._frozen = offset, frozen

@@ -52,7 +52,8 @@ class Params(Mapping[str, Any]):
             return int(str(value).strip())
         except (TypeError, ValueError):
             if required:
-                raise error or ApiError(400, "ERROR_ARGUMENT", f"{names[0]} is not defined") from None
+                raise error or ApiError(400, "ERROR_ARGUMENT",
+                                        f"{names[0]} is not defined") from None
             return 0
 
     def mapping(self, *names: str) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
@@ -31,6 +32,9 @@ KNOWN_EVENTS = frozenset(
     "ONTASKCOMMENTDELETE", "ONAPPINSTALL", "ONAPPUNINSTALL", "ONAPPUPDATE", "ONAPPTEST",
     "ONOFFLINEEVENT", "ONUSERADD", "ONCRMDEALUSERFIELDADD",
 })
+
+# The REST request ("hit") being served: ONOFFLINEEVENT with minTimeout 0 fires once per hit.
+CURRENT_HIT: ContextVar[object | None] = ContextVar("b24emu_hit", default=None)
 
 # Events whose auth block carries a refresh token (long-lived handlers).
 LONG_LIVED = frozenset({"ONAPPINSTALL", "ONOFFLINEEVENT"})
@@ -123,6 +127,7 @@ class EventBus:
         self._stop = False
         self._thread: threading.Thread | None = None
         self._last_offline_ping: dict[int, float] = {}
+        self._last_offline_hit: dict[int, object | None] = {}
 
     def resume_ids(self) -> None:
         """Continue ID counters after restored state."""
@@ -151,7 +156,7 @@ class EventBus:
         keep: list[Binding] = []
         removed = 0
         for b in self.bindings:
-            hit = (b.event == event and b.owner == owner and (handler == "" or b.handler == handler)
+            hit = (b.event == event and b.owner == owner and handler in ("", b.handler)
                    and (auth_type is None or b.auth_type == auth_type)
                    and (offline is None or b.offline == offline))
             if hit:
@@ -180,7 +185,8 @@ class EventBus:
             if b.offline:
                 if actor.auth_connector and actor.auth_connector == b.auth_connector:
                     continue
-                self._offline_upsert(b, event, data, actor, object_key, now)
+                self._offline_upsert(b, event, {"data": data, "actor": actor,
+                                                "key": object_key}, now)
             else:
                 auth = self._auth_block(b, actor, event)
                 self._enqueue(b.handler, self._payload(event, b.id, data, auth, now), event)
@@ -207,35 +213,48 @@ class EventBus:
             auth["refresh_token"] = refresh.token
         return auth
 
-    def _offline_upsert(self, b: Binding, event: str, data: dict[str, Any], actor: Actor,
-                        object_key: str, now: float) -> None:
+    def _offline_upsert(self, b: Binding, event: str, record: dict[str, Any],
+                        now: float) -> None:
+        """Keep one record per object: a pending record of it is updated, not duplicated."""
+        actor: Actor = record["actor"]
         message_id = hashlib.md5(  # noqa: S324 - an identifier, not security
-            f"{b.owner}|{event}|{object_key}".encode()).hexdigest()
+            f"{b.owner}|{b.auth_connector}|{event}|{record['key']}".encode()).hexdigest()
         stamp = render_dt(self.portal.clock.now(), self.portal.tz)
+        additional = {"user_id": str(actor.user_id)}
         for rec in self.offline.values():
-            if rec["_owner"] == b.owner and rec["MESSAGE_ID"] == message_id and not rec["PROCESS_ID"]:
-                rec.update(TIMESTAMP_X=stamp, EVENT_DATA=data, _ts=now,
-                           EVENT_ADDITIONAL={"user_id": str(actor.user_id)})
-                return
-        rec_id = next(self._offline_ids)
-        self.offline[rec_id] = {
-            "ID": str(rec_id), "TIMESTAMP_X": stamp, "EVENT_NAME": event, "EVENT_DATA": data,
-            "EVENT_ADDITIONAL": {"user_id": str(actor.user_id)}, "MESSAGE_ID": message_id,
-            "PROCESS_ID": "", "ERROR": "0", "_owner": b.owner,
-            "_connector": b.auth_connector, "_ts": now,
-        }
-        self._ping_offline(b.owner, now)
+            # Reserved or error-marked records stay as they are; the change gets a new one.
+            if rec["MESSAGE_ID"] == message_id and not rec["PROCESS_ID"] and rec["ERROR"] == "0":
+                rec.update(TIMESTAMP_X=stamp, EVENT_DATA=record["data"], _ts=now,
+                           EVENT_ADDITIONAL=additional)
+                break
+        else:
+            rec_id = next(self._offline_ids)
+            self.offline[rec_id] = {
+                "ID": str(rec_id), "TIMESTAMP_X": stamp, "EVENT_NAME": event,
+                "EVENT_DATA": record["data"], "EVENT_ADDITIONAL": additional,
+                "MESSAGE_ID": message_id, "PROCESS_ID": "", "ERROR": "0", "_owner": b.owner,
+                "_connector": b.auth_connector, "_ts": now,
+            }
+        # Every hit on the queue counts for ONOFFLINEEVENT, an update of a pending record too.
+        self._ping_offline(b.owner, actor, now)
 
-    def _ping_offline(self, owner: str, now: float) -> None:
+    def _ping_offline(self, owner: str, actor: Actor, now: float) -> None:
         """Send ONOFFLINEEVENT to online handlers of the app, at most once per ``minTimeout``."""
+        hit = CURRENT_HIT.get()
         for b in self.bindings:
             if b.owner != owner or b.event != "ONOFFLINEEVENT" or b.offline:
                 continue
-            gap = float(b.options.get("minTimeout", 1))
-            if now - self._last_offline_ping.get(b.id, -1e18) < gap:
+            gap = float(b.options.get("minTimeout", 1) or 0)
+            if gap <= 0:
+                # minTimeout 0: one notification per hit, however many events it queued
+                # (on-offline-event.md).
+                if hit is not None and self._last_offline_hit.get(b.id) is hit:
+                    continue
+                self._last_offline_hit[b.id] = hit
+            elif now - self._last_offline_ping.get(b.id, -1e18) < gap:
                 continue
             self._last_offline_ping[b.id] = now
-            auth = self._auth_block(b, Actor(user_id=1), "ONOFFLINEEVENT")
+            auth = self._auth_block(b, Actor(user_id=actor.user_id), "ONOFFLINEEVENT")
             self._enqueue(b.handler, self._payload("ONOFFLINEEVENT", b.id, [], auth, now),
                           "ONOFFLINEEVENT")
 

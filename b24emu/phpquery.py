@@ -44,19 +44,18 @@ def assign(target: Nested, key: str, value: Any) -> None:
             mapping = {str(j): v for j, v in enumerate(node)}
             node.clear()
             node = mapping
-        if part == "":
-            part = str(len(node))
+        name = part or str(len(node))
         if last:
-            node[part] = value
+            node[name] = value
             return
         nxt_is_append = parts[i + 1] == ""
-        existing = node.get(part)
+        existing = node.get(name)
         if not isinstance(existing, dict | list):
             existing = [] if nxt_is_append else {}
-            node[part] = existing
+            node[name] = existing
         elif isinstance(existing, list) and not nxt_is_append:
             existing = {str(j): v for j, v in enumerate(existing)}
-            node[part] = existing
+            node[name] = existing
         node = existing
 
 
@@ -92,7 +91,9 @@ def flatten(data: Mapping[str, Any], prefix: str = "", *,
 
 def _flatten_value(name: str, value: Any, skip_empty: bool) -> list[tuple[str, str]]:
     if isinstance(value, Mapping | list | tuple) and not value:
-        return [] if skip_empty else [(f"{name}[]" if isinstance(value, list | tuple) else name, "")]
+        if skip_empty:
+            return []
+        return [(f"{name}[]" if isinstance(value, list | tuple) else name, "")]
     if isinstance(value, Mapping):
         return flatten(value, name, skip_empty=skip_empty)
     if isinstance(value, list | tuple):

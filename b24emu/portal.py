@@ -43,7 +43,7 @@ class Portal:
     def __init__(self, config: PortalConfig | None = None) -> None:
         self.config = config or PortalConfig()
         cfg = self.config
-        rng = random.Random(cfg.seed)
+        rng = random.Random(cfg.seed)  # noqa: S311 - seeded ids for reproducible portals
         self.tz = ZoneInfo(cfg.timezone)
         self.clock = Clock()
         self.lock = threading.RLock()
@@ -57,8 +57,8 @@ class Portal:
         self.base_url = "http://127.0.0.1"
         self.member_id = hashlib.md5(f"nois-{cfg.seed}".encode()).hexdigest()  # noqa: S324
         client_id = f"local.{rng.getrandbits(52):013x}.{rng.randrange(10**7, 10**8)}"
-        secret = "".join(rng.choice("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
-                         for _ in range(50))
+        alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+        secret = "".join(rng.choice(alphabet) for _ in range(50))
         self.app: App = self.auth.add_app(client_id, secret, cfg.app_scopes)
         self.webhook: Webhook = self.auth.add_webhook(1, f"{rng.getrandbits(64):016x}")
         # Organisation.
@@ -146,12 +146,13 @@ class Portal:
             "data": {"VERSION": str(version), "ACTIVE": "Y", "INSTALLED": "Y",
                      "LANGUAGE_ID": "ru"},
             "ts": str(int(self.clock.timestamp())),
-            "auth": {"access_token": access.token, "expires": str(int(access.expires_at)),
+            # Exactly the keys of the documented sample (event-ONAPPINSTALL.json): no
+            # ``expires``/``user_id``, so the app cannot come to rely on undocumented keys.
+            "auth": {"domain": self.domain, "scope": ",".join(sorted(app.scopes)),
+                     "access_token": access.token, "refresh_token": refresh.token,
                      "expires_in": str(self.auth.access_ttl),
-                     "scope": ",".join(sorted(app.scopes)), "domain": self.domain,
                      "server_endpoint": self.server_endpoint, "status": "L",
                      "client_endpoint": self.client_endpoint, "member_id": self.member_id,
-                     "user_id": str(user_id), "refresh_token": refresh.token,
                      "application_token": app.application_token},
         }
         return self.events.post(install_url, payload)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 import secrets
-import time
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, request
 
 from b24emu.batch import batch_time, run_batch
-from b24emu.dispatch import Caller, invoke
+from b24emu.dispatch import Caller, invoke, is_harness
 from b24emu.errors import ApiError
+from b24emu.events import CURRENT_HIT
 from b24emu.phpquery import parse, parse_pairs
 from b24emu.portal import Portal
 
@@ -80,14 +80,44 @@ def rest(path: str) -> Response:
         else:
             raise ApiError(404, "ERROR_METHOD_NOT_FOUND", "Method not found!")
         name = parts[-1].removesuffix(".json")
+        return _run(portal, name, params, caller, started)
+    except ApiError as err:
+        return _error(err)
+
+
+@bp.route("/oauth/rest/<path:path>", methods=["GET", "POST"])
+def oauth_rest(path: str) -> Response:
+    """The OAuth server's REST root (``server_endpoint``), which answers ``app.info`` only."""
+    # The trusted way to read the app's status is app.info on server_endpoint
+    # (settings/oauth/simple-way.md, platform doc 1.4).
+    portal = _portal()
+    started = portal.clock.timestamp()
+    try:
+        params = request_params()
+        caller = _caller_for_token(portal, params)
+        name = path.strip("/").removesuffix(".json")
+        if name.lower() != "app.info":
+            raise ApiError(404, "ERROR_METHOD_NOT_FOUND", "Method not found!")
+        return _run(portal, name, params, caller, started)
+    except ApiError as err:
+        return _error(err)
+
+
+def _run(portal: Portal, name: str, params: dict[str, Any], caller: Caller,
+         started: float) -> Response:
+    """Count the request, run the method or the batch, wrap the envelope."""
+    if not is_harness(name):
+        # The test harness's own calls must not eat the portal's request budget.
         portal.bucket.hit()
+    hit = CURRENT_HIT.set(object())
+    try:
         if name.lower() == "batch":
             result = run_batch(portal, params, caller)
             return _json({"result": result,
                           "time": batch_time(portal, started, portal.clock.timestamp())})
         outcome = invoke(portal, name, params, caller)
-    except ApiError as err:
-        return _error(err)
+    finally:
+        CURRENT_HIT.reset(hit)
     body: dict[str, Any] = {"result": outcome.value}
     if outcome.total is not None:
         body["total"] = outcome.total
@@ -115,13 +145,16 @@ def oauth_token() -> Response:
     except ApiError as err:
         return _json({"error": err.code, "error_description": err.description}, err.status)
     app = portal.auth.apps[access.client_id]
-    body = {
+    body: dict[str, Any] = {
         "access_token": access.token, "client_endpoint": portal.client_endpoint,
         "domain": "oauth.bitrix.info", "expires": int(access.expires_at),
         "expires_in": portal.auth.access_ttl, "member_id": portal.member_id,
         "refresh_token": refresh.token, "scope": ",".join(sorted(app.scopes)),
         "server_endpoint": portal.server_endpoint, "status": "L", "user_id": access.user_id,
     }
+    if grant == "authorization_code":
+        # The code-exchange answer lacks ``expires`` and ``user_id`` (settings/oauth/index.md).
+        del body["expires"], body["user_id"]
     return _json(body)
 
 
@@ -134,7 +167,9 @@ def oauth_authorize() -> Response:
     if app is None:
         return _json({"error": "invalid_client", "error_description": "Unknown client"}, 400)
     code = secrets.token_hex(16)
-    portal.auth.codes[code] = (client_id, 1, time.monotonic() + 30)
+    # The code lives 30 s of portal time (settings/oauth/index.md); the admin (user 1) is the
+    # user logged in to the portal.
+    portal.auth.codes[code] = (client_id, 1, portal.clock.timestamp() + 30)
     target = app.handler_url or app.install_url or f"{portal.base_url}/"
     sep = "&" if "?" in target else "?"
     location = (f"{target}{sep}code={code}&state={request.args.get('state', '')}"
@@ -148,7 +183,9 @@ def _exchange_code(portal: Portal, args: dict[str, str]) -> Any:
     app = portal.auth.apps.get(args.get("client_id", ""))
     if app is None or not secrets.compare_digest(app.client_secret, args.get("client_secret", "")):
         raise ApiError(400, "invalid_client", "Invalid client credentials")
-    if entry is None or entry[0] != app.client_id or entry[2] < time.monotonic():
+    if not (app.installed or app.install_pending):
+        raise ApiError(400, "invalid_client", "Application not installed")
+    if entry is None or entry[0] != app.client_id or entry[2] < portal.clock.timestamp():
         raise ApiError(400, "invalid_grant", "Invalid authorization code")
     return portal.auth.issue(app.client_id, entry[1])
 

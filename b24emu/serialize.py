@@ -36,18 +36,17 @@ def legacy_scalar(fdef: FieldDef | None, value: Any, tz: tzinfo) -> Any:
         return None
     if isinstance(value, bool):
         return "Y" if value else "N"
-    if isinstance(value, datetime):
-        return render_dt(value, tz)
     if isinstance(value, date):
-        return render_dt(datetime(value.year, value.month, value.day, tzinfo=tz), tz)
+        # Legacy CRM renders date fields as datetimes with offset too (crm-deal-get.md).
+        instant = value if isinstance(value, datetime) else datetime(
+            value.year, value.month, value.day, tzinfo=tz)
+        return render_dt(instant, tz)
     if isinstance(value, float) or (fdef is not None and fdef.type in ("double", "money")
                                     and isinstance(value, int)):
         return f"{value:.2f}"
-    if isinstance(value, int):
-        return str(value)
     if isinstance(value, Mapping):
         return {str(k): legacy_scalar(None, v, tz) for k, v in value.items()}
-    return value
+    return str(value) if isinstance(value, int) else value
 
 
 def legacy_row(row: Mapping[str, Any], fields: Mapping[str, FieldDef], names: Iterable[str],

@@ -38,8 +38,9 @@ class EmulatorServer:
     def start(self) -> EmulatorServer:
         """Serve in a daemon thread and start event delivery."""
         self.portal.events.start()
+        # A short poll interval: shutdown() waits up to one interval, once per test fixture.
         self._thread = threading.Thread(target=self._server.serve_forever, name="b24emu-http",
-                                        daemon=True)
+                                        kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
         return self
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ def dump(portal: Portal) -> dict[str, Any]:
         "calendar_settings": portal.calendar_settings,
         "anchor": portal.anchor,
         "clock": portal.clock.timestamp(),
+        "clock_snapshot": portal.clock.snapshot(),
         "apps": portal.auth.apps,
         "webhooks": portal.auth.webhooks,
         "access": portal.auth.access,
@@ -43,6 +45,12 @@ def restore(portal: Portal, data: dict[str, Any]) -> None:
     portal.placements = data["placements"]
     portal.calendar_settings = data["calendar_settings"]
     portal.anchor = data["anchor"]
+    # Portal time goes on as before the restart (shifted or frozen), so issued tokens keep
+    # their real remaining lifetime.
+    if "clock_snapshot" in data:
+        portal.clock.restore(*data["clock_snapshot"])
+    else:
+        portal.clock.set(datetime.fromtimestamp(data["clock"], tz=UTC))
     auth = portal.auth
     auth.apps, auth.webhooks = data["apps"], data["webhooks"]
     auth.access, auth.refresh = data["access"], data["refresh"]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import bisect
+import functools
+import operator
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -24,7 +26,8 @@ FLOAT_TYPES = frozenset({"double", "money", "float"})
 DATE_TYPES = frozenset({"datetime", "date"})
 
 # Longest first so ">=" wins over ">".
-_PREFIXES = ("!@", "!=%", "!%=", "!%", ">=", "<=", "!=", "=%", "%=", "><", ">", "<", "@", "%", "=", "!")
+_PREFIXES = ("!@", "!=%", "!%=", "!%", ">=", "<=", "!=", "=%", "%=", "><", ">", "<", "@", "%",
+             "=", "!")
 _FIELD_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
 
 
@@ -58,24 +61,29 @@ class FilterError(ValueError):
     """A filter the portal cannot apply."""
 
 
+def _to_int(value: Any, tz: tzinfo) -> Any:
+    return int(float(value))
+
+
+def _to_float(value: Any, tz: tzinfo) -> Any:
+    return float(value)
+
+
+_CONVERTERS: dict[str, Callable[[Any, tzinfo], Any]] = {
+    "int": _to_int, "float": _to_float, "date": parse_dt,
+}
+
+
 def coerce(kind: str, value: Any, tz: tzinfo) -> Any:
     """Bring a client-supplied filter value to the field's comparison class."""
     if value is None or value == "":
         return None
-    if kind == "int":
+    convert = _CONVERTERS.get(kind)
+    if convert is not None:
         try:
-            return int(float(value))
+            return convert(value, tz)
         except (TypeError, ValueError):
-            return str(value)
-    if kind == "float":
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            return str(value)
-    if kind == "date":
-        try:
-            return parse_dt(value, tz)
-        except ValueError:
+            # An unconvertible value is compared as text (it then matches nothing typed).
             return str(value)
     if isinstance(value, bool):
         return "Y" if value else "N"
@@ -95,27 +103,30 @@ def _values(stored: Any) -> list[Any]:
     return stored if isinstance(stored, list) else [stored]
 
 
+_ORDERING: dict[str, Callable[[Any, Any], Any]] = {
+    ">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le,
+}
+
+
 def _cmp(op: str, stored: Any, wanted: Any) -> bool:
     """Compare one stored scalar with one wanted scalar under an operator."""
     if wanted is None:
-        empty = stored is None or stored == "" or stored == 0
+        empty = stored is None or stored in ("", 0)
         return empty if op in ("=", "") else not empty
     if stored is None:
         return False
-    try:
-        if op in ("", "="):
+    if op in ("", "="):
+        try:
             return bool(_norm(stored) == _norm(wanted))
-        if op == ">":
-            return bool(stored > wanted)
-        if op == ">=":
-            return bool(stored >= wanted)
-        if op == "<":
-            return bool(stored < wanted)
-        if op == "<=":
-            return bool(stored <= wanted)
+        except TypeError:
+            return str(stored) == str(wanted)
+    compare = _ORDERING.get(op)
+    if compare is None:
+        raise FilterError(op)
+    try:
+        return bool(compare(stored, wanted))
     except TypeError:
-        return bool(str(stored) == str(wanted)) if op in ("", "=") else False
-    raise FilterError(op)
+        return False
 
 
 @dataclass
@@ -189,19 +200,19 @@ def parse_filter(
             if strict:
                 raise FilterError(f"unknown field {name!r}")
             continue
-        kind = fdef.kind()
-        if isinstance(value, Mapping | list) and op not in ("%", "=%", "%="):
-            wanted: Any = [coerce(kind, v, tz) for v in as_list(value)]
-            if op == "><" and len(wanted) != 2:
-                raise FilterError("'><' needs two values")
-            if op == "":
-                op = "@"
-        else:
-            wanted = coerce(kind, value, tz)
-            if op in ("@", "!@"):
-                wanted = [wanted]
-        conditions.append(Condition(name, op, wanted, kind))
+        conditions.append(_condition(name, op, value, fdef.kind(), tz))
     return conditions
+
+
+def _condition(name: str, op: str, value: Any, kind: str, tz: tzinfo) -> Condition:
+    """One condition; a list value without a prefix means IN (``@``)."""
+    if isinstance(value, Mapping | list) and op not in ("%", "=%", "%="):
+        wanted: Any = [coerce(kind, v, tz) for v in as_list(value)]
+        if op == "><" and len(wanted) != 2:
+            raise FilterError("'><' needs two values")
+        return Condition(name, op or "@", wanted, kind)
+    wanted = coerce(kind, value, tz)
+    return Condition(name, op, [wanted] if op in ("@", "!@") else wanted, kind)
 
 
 def parse_order(
@@ -228,6 +239,10 @@ def _sort_key(value: Any) -> tuple[int, Any]:
     if isinstance(value, list):
         return (3, str(value))
     return (2, value)
+
+
+def _row_key(row: Mapping[str, Any], name: str) -> tuple[int, Any]:
+    return _sort_key(row.get(name))
 
 
 @dataclass
@@ -331,7 +346,7 @@ class Table:
             return self._query_by_id(conditions, start, page)
         matches = list(self.scan(conditions))
         for name, desc in reversed(order):
-            matches.sort(key=lambda r, n=name: _sort_key(r.get(n)), reverse=desc)
+            matches.sort(key=functools.partial(_row_key, name=name), reverse=desc)
         if start < 0:
             return Page(matches[:page], 0, None)
         window = matches[start : start + page]

@@ -17,21 +17,23 @@ def parse_dt(value: object, tz: tzinfo) -> datetime | None:
         return datetime.combine(value, time(), tzinfo=tz)
     if isinstance(value, int | float):
         return datetime.fromtimestamp(value, tz=tz)
-    text = str(value).strip()
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        parsed = None
-        for fmt in _FORMATS:
-            try:
-                parsed = datetime.strptime(text, fmt)  # noqa: DTZ007 - portal zone applied below
-                break
-            except ValueError:
-                continue
-        if parsed is None:
-            raise ValueError(f"not a date: {text!r}") from None
+    parsed = _parse_text(str(value).strip())
     # Offset-less input is read in the portal's zone (the platform leaves this unconfirmed).
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=tz)
+
+
+def _parse_text(text: str) -> datetime:
+    """ISO 8601 first, then the portal's local formats; naive unless an offset was given."""
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        pass
+    for fmt in _FORMATS:
+        try:
+            return datetime.strptime(text, fmt)  # the caller applies the portal zone
+        except ValueError:
+            continue
+    raise ValueError(f"not a date: {text!r}")
 
 
 def render_dt(value: datetime | None, tz: tzinfo) -> str | None:

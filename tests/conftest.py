@@ -9,6 +9,8 @@ import pytest
 from b24emu import EmulatorServer, Portal, PortalConfig
 from b24emu.limits import LimitSettings
 
+pytest_plugins = ["tests.dbfixtures"]
+
 
 def _admin(portal: Portal) -> None:
     portal.users.insert({"NAME": "Алексей", "LAST_NAME": "Админов", "ACTIVE": True,

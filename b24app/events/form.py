@@ -9,7 +9,7 @@ from typing import Any
 MAX_FIELDS = 200
 MAX_DEPTH = 5
 MAX_KEY = 200
-_KEY = re.compile(r"^([A-Za-z0-9_]{1,64})((?:\[[A-Za-z0-9_]{0,64}\]){0,%d})$" % MAX_DEPTH)
+_KEY = re.compile(rf"^([A-Za-z0-9_]{{1,64}})((?:\[[A-Za-z0-9_]{{0,64}}\]){{0,{MAX_DEPTH}}})$")
 _PART = re.compile(r"\[([A-Za-z0-9_]*)\]")
 
 
@@ -35,11 +35,9 @@ def parse_form(pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:
 
 def _assign(root: dict[str, Any], path: list[str], value: str) -> None:
     node = root
-    for i, part in enumerate(path):
-        last = i == len(path) - 1
-        if part == "":
-            part = str(len(node))
-        if last:
+    for i, raw in enumerate(path):
+        part = raw or str(len(node))  # "[]" appends, as PHP does.
+        if i == len(path) - 1:
             if isinstance(node.get(part), dict):
                 raise MalformedForm(f"key {'/'.join(path)} is both a value and a map")
             node[part] = value

@@ -9,7 +9,7 @@ from typing import Any
 from urllib.parse import quote
 
 
-def scalar(value: Any) -> str:
+def scalar(value: Any) -> str:  # noqa: PLR0911 - one branch per wire type
     """A value as Bitrix24 expects it in a query string."""
     if value is None:
         return ""  # Empty clears a field; "None" would be stored literally.

@@ -62,7 +62,7 @@ _ACCESS = {"ACCESS_DENIED", "insufficient_scope", "user_access_error", "allowed_
 _NOT_FOUND_TEXT = ("not found", "not accessible", "не найден")
 
 
-def classify(body: Any, *, status: int | None, method: str) -> B24Error:
+def classify(body: Any, *, status: int | None, method: str) -> B24Error:  # noqa: PLR0911
     """Map an error body (``{"error", "error_description"}``) to our typed error."""
     code, description = "", ""
     if isinstance(body, dict):

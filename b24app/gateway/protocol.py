@@ -1,4 +1,4 @@
-"""What the rest of the service may ask of Bitrix24 (the gateway's interface; fakes implement it)."""
+"""What the rest of the service may ask of Bitrix24 (the gateway interface; fakes implement it)."""
 
 from __future__ import annotations
 

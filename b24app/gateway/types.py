@@ -256,7 +256,8 @@ class TaskHistoryEntry:
         """From ``tasks.task.history.list`` rows."""
         value = row.get("value") or {}
         user = row.get("user") or {}
-        return cls(to_int(row.get("id")), to_dt(row.get("createdDate")), str(row.get("field") or ""),
+        return cls(to_int(row.get("id")), to_dt(row.get("createdDate")),
+                   str(row.get("field") or ""),
                    None if value.get("from") is None else str(value.get("from")),
                    None if value.get("to") is None else str(value.get("to")),
                    to_int(user.get("id") if isinstance(user, dict) else user))

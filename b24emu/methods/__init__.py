@@ -1,5 +1,27 @@
 """Importing this package registers every REST method of the emulator."""
 
-from b24emu.methods import common, debug, events_api, im, org
+from b24emu.methods import (
+    common,
+    crm,
+    crm_activity,
+    crm_item,
+    debug,
+    events_api,
+    im,
+    org,
+    task_comments,
+    tasks,
+)
 
-__all__ = ["common", "debug", "events_api", "im", "org"]
+__all__ = [
+    "common",
+    "crm",
+    "crm_activity",
+    "crm_item",
+    "debug",
+    "events_api",
+    "im",
+    "org",
+    "task_comments",
+    "tasks",
+]

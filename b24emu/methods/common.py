@@ -6,8 +6,11 @@ import copy
 from typing import Any
 
 from b24emu.core import Call, method
-from b24emu.errors import ApiError
+from b24emu.errors import ApiError, argument_null
 from b24emu.timefmt import render_dt
+
+# The only widget that takes USER_ID and allows a single handler (placement-bind.md).
+BACKGROUND_WORKER = "PAGE_BACKGROUND_WORKER"
 
 
 @method("server.time")
@@ -44,44 +47,65 @@ def app_info(call: Call) -> Any:
             "LICENSE_FAMILY": "company"}
 
 
+def _app_context(call: Call) -> str:
+    """The calling app's client_id, or the 403 a webhook gets (app-option-get.md)."""
+    if not call.client_id:
+        raise ApiError(403, "ACCESS_DENIED", "Access denied! Application context required")
+    return call.client_id
+
+
 @method("app.option.get")
 def app_option_get(call: Call) -> Any:
-    """All app options, or one by ``option``."""
-    if not call.client_id:
-        raise ApiError(400, "ERROR_OAUTH", "Application context required")
-    options = call.portal.auth.apps[call.client_id].options
+    """All app options (``[]`` when none), or one by ``option`` (``null`` when unknown)."""
+    options = call.portal.auth.apps[_app_context(call)].options
     name = call.params.first("option")
     if name:
-        return options.get(str(name))
+        return copy.deepcopy(options.get(str(name)))
     return copy.deepcopy(options) if options else []
 
 
-@method("app.option.set", app_only=True)
+@method("app.option.set")
 def app_option_set(call: Call) -> Any:
-    """Store app options (admins only)."""
+    """Store app options (admins only, app context only)."""
+    # Errors are Bitrix24's AccessException / ArgumentNullException as they reach the wire:
+    # ACCESS_DENIED 403 and ERROR_ARGUMENT 400 (app-option-set.md).
+    client_id = _app_context(call)
     if not call.portal.user_is_admin(call.user_id):
-        raise ApiError(403, "AccessException", "Access denied.")
-    options = call.params.mapping("options")
+        raise ApiError(403, "ACCESS_DENIED", "Access denied! Administrator authorization required")
+    if "options" in call.params:
+        options = call.params.mapping("options")
+    else:
+        # Without ``options`` the request parameters themselves are the settings.
+        options = {k: v for k, v in call.params.items() if k.lower() != "auth"}
     if not options:
-        raise ApiError(400, "ArgumentNullException", "Argument 'options' is null or empty")
-    call.portal.auth.apps[call.client_id or ""].options.update(options)
+        raise argument_null("options")
+    call.portal.auth.apps[client_id].options.update(copy.deepcopy(options))
     return True
+
+
+def _placement_error(code: str, description: str, **extra: Any) -> ApiError:
+    """placement.bind's argument errors come with HTTP 200 (placement-bind.md)."""
+    return ApiError(200, code, description, **extra)
 
 
 @method("placement.bind", "placement", app_only=True, admin_only=True)
 def placement_bind(call: Call) -> Any:
-    """Bind a widget; errors come with HTTP 200 as the docs show."""
+    """Bind a widget; argument errors come as a top-level error body with HTTP 200."""
     placement = str(call.params.first("PLACEMENT", default="") or "")
     handler = str(call.params.first("HANDLER", default="") or "")
-    if not placement:
-        return {"error": "ERROR_ARGUMENT", "argument": "PLACEMENT",
-                "error_description": "Argument 'PLACEMENT' is null or empty"}
-    if not handler:
-        return {"error": "ERROR_ARGUMENT", "argument": "HANDLER",
-                "error_description": "Argument 'HANDLER' is null or empty"}
-    for row in call.portal.placements:
-        if row["_owner"] == call.client_id and (row["placement"], row["handler"]) == (placement, handler):
-            raise ApiError(400, "ERROR_PLACEMENT_HANDLER_EXISTS", "Handler already binded")
+    for name, value in (("PLACEMENT", placement), ("HANDLER", handler)):
+        if not value:
+            raise _placement_error("ERROR_ARGUMENT", f"Argument '{name}' is null or empty",
+                                   argument=name)
+    user_id = call.params.int("USER_ID")
+    if user_id and placement != BACKGROUND_WORKER:
+        raise _placement_error("ERROR_PLACEMENT_USER_MODE", "User mode is not available")
+    mine = [row for row in call.portal.placements
+            if row["_owner"] == call.client_id and row["placement"] == placement]
+    if placement == BACKGROUND_WORKER and mine:
+        raise _placement_error("ERROR_PLACEMENT_MAX_COUNT", "Placement max count exceeded")
+    if any(row["handler"] == handler for row in mine):
+        raise ApiError(400, "ERROR_PLACEMENT_HANDLER_EXISTS", "Handler already binded")
     call.portal.placements.append({
         "_owner": call.client_id, "placement": placement, "handler": handler,
         "title": str(call.params.first("TITLE", default="") or ""),

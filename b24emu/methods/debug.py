@@ -7,6 +7,7 @@ from typing import Any
 
 from b24emu.core import Call, method
 from b24emu.errors import ApiError
+from b24emu.events import KNOWN_EVENTS, Actor
 from b24emu.serialize import legacy_scalar
 from b24emu.timefmt import parse_dt, render_dt
 
@@ -39,6 +40,22 @@ def events_wait_idle(call: Call) -> Any:
         return call.portal.events.wait_idle(float(call.params.first("timeout", default=10)))
     finally:
         call.portal.lock.acquire()
+
+
+@method("b24emu.events.emit")
+def events_emit(call: Call) -> Any:
+    """Announce a change as the caller (or ``user_id``): ``event``, ``data``, object ``key``."""
+    # What a CRM or task write does when it announces a change; lets tests drive delivery,
+    # the offline queue and automation (``act(..., automation=True)``) without those modules.
+    p = call.params
+    event = str(p.first("event", default="") or "").upper()
+    if event not in KNOWN_EVENTS:
+        raise ApiError(400, "ERROR_EVENT_NOT_FOUND", "Event not found")
+    actor = Actor(p.int("user_id") or call.user_id, automation=call.automation,
+                  client_id=call.client_id,
+                  auth_connector=str(p.first("auth_connector", default="") or "") or None)
+    call.portal.events.emit(event, p.mapping("data"), actor, str(p.first("key", default="")))
+    return True
 
 
 @method("b24emu.faults.add")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+import operator
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 from b24emu.core import Call, Listed, method
@@ -72,7 +75,8 @@ def events_list(call: Call) -> Any:
 def event_test(call: Call) -> Any:
     """Fire ONAPPTEST with the call's parameters in ``data[QUERY]``."""
     query = {k: v for k, v in call.params.items() if k.lower() != "auth"}
-    call.portal.events.emit("ONAPPTEST", {"QUERY": query}, Actor(call.user_id, client_id=call.client_id))
+    actor = Actor(call.user_id, client_id=call.client_id)
+    call.portal.events.emit("ONAPPTEST", {"QUERY": query}, actor)
     return 1
 
 
@@ -89,27 +93,41 @@ def _public(row: dict[str, Any], *, listing: bool = False) -> dict[str, Any]:
     return {k: row[k] for k in keys}
 
 
+_OPS: dict[str, Callable[[Any, Any], bool]] = {
+    "": operator.eq, "=": operator.eq, "!": operator.ne, ">": operator.gt, ">=": operator.ge,
+    "<": operator.lt, "<=": operator.le,
+}
+
+
 def _match(row: dict[str, Any], flt: dict[str, Any]) -> bool:
+    """Whether a queue record satisfies ``filter`` (operator prefix before the field)."""
     for key, wanted in flt.items():
         op = next((o for o in (">=", "<=", ">", "<", "!", "=") if key.startswith(o)), "")
         name = key[len(op):].upper()
-        have = row.get(name)
+        have: Any = row.get(name)
+        want: Any = wanted
         if name == "ID":
-            have, wanted = int(have or 0), int(wanted)
+            have, want = int(have or 0), int(wanted)
         else:
-            have, wanted = str(have), str(wanted)
-        ok = {"": have == wanted, "=": have == wanted, "!": have != wanted, ">": have > wanted,
-              ">=": have >= wanted, "<": have < wanted, "<=": have <= wanted}[op]
-        if not ok:
+            have, want = str(have), str(wanted)
+        if not _OPS[op](have, want):
             return False
     return True
+
+
+def _sort_value(row: dict[str, Any], key: str) -> Any:
+    if key == "ID":
+        return int(row["ID"])
+    if key == "TIMESTAMP_X":
+        return row.get("_ts", 0)
+    return str(row.get(key))
 
 
 def _order(rows: list[dict[str, Any]], order: dict[str, Any], default: str) -> list[dict[str, Any]]:
     items = list(order.items()) or [(default, "ASC")]
     for name, direction in reversed(items):
         key = name.upper()
-        rows.sort(key=lambda r, k=key: int(r["ID"]) if k == "ID" else (r.get("_ts", 0) if k == "TIMESTAMP_X" else str(r.get(k))),
+        rows.sort(key=functools.partial(_sort_value, key=key),
                   reverse=str(direction).upper() == "DESC")
     return rows
 

@@ -24,17 +24,19 @@ def _notify(call: Call, kind: str) -> Any:
     if call.portal.users.get(user_id) is None:
         return False
     tag = str(p.first("TAG", default="") or "")
+    # Tags are per app; a webhook names its "app" with CLIENT_ID (im-notify-system-add.md).
+    source = call.client_id or (f"hook:{p.first('CLIENT_ID')}" if p.first("CLIENT_ID") else "")
     notes = call.portal.notifications
     if tag:
         # A notification with the same tag from the same app replaces the older one.
         for row in list(notes):
-            if row["TAG"] == tag and row["APP"] == (call.client_id or "") and row["USER_ID"] == user_id:
+            if (row["TAG"], row["APP"], row["USER_ID"]) == (tag, source, user_id):
                 row["REPLACED"] = True
     row = {
         "USER_ID": user_id, "MESSAGE": message, "MESSAGE_OUT": p.first("MESSAGE_OUT"),
         "TAG": tag, "SUB_TAG": str(p.first("SUB_TAG", default="") or ""), "ATTACH": attach,
         "TYPE": kind, "FROM_USER_ID": call.user_id if kind == "personal" else 0,
-        "APP": call.client_id or "", "DATE": call.now, "REPLACED": False,
+        "APP": source, "DATE": call.now, "REPLACED": False,
     }
     return notes.insert(row)
 
@@ -54,5 +56,5 @@ def notify_personal(call: Call) -> Any:
 @method("im.notify", "im")
 def notify(call: Call) -> Any:
     """``im.notify`` with ``TYPE`` USER (default) or SYSTEM."""
-    kind = "system" if str(call.params.first("TYPE", default="USER")).upper() == "SYSTEM" else "personal"
-    return _notify(call, kind)
+    system = str(call.params.first("TYPE", default="USER")).upper() == "SYSTEM"
+    return _notify(call, "system" if system else "personal")

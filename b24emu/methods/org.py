@@ -12,7 +12,10 @@ from b24emu.store import parse_filter, parse_order, pick_start, select_names
 
 def _user_out(call: Call, row: dict[str, Any]) -> dict[str, Any]:
     names = [n for n in USER if n != "UF_DEPARTMENT"]
-    out = legacy_row(row, USER, names, call.portal.tz)
+    # user.get writes an empty field as "" (LAST_LOGIN, PERSONAL_BIRTHDAY... in user-get.md
+    # and resp-batch.json), never null.
+    out = {k: "" if v is None else v
+           for k, v in legacy_row(row, USER, names, call.portal.tz).items()}
     out["ACTIVE"] = bool(row.get("ACTIVE", True))  # user.get keeps ACTIVE a boolean.
     out["UF_DEPARTMENT"] = list(row.get("UF_DEPARTMENT") or [])  # ...and departments ints.
     return out
@@ -54,10 +57,15 @@ def user_current(call: Call) -> Any:
 def department_get(call: Call) -> Any:
     """Departments with ``UF_HEAD``, filterable by ID, NAME, SORT, PARENT, UF_HEAD."""
     p = call.params
-    raw = {k.upper(): v for k, v in p.items()
-           if k.upper() in {"ID", "NAME", "SORT", "PARENT", "UF_HEAD"}}
-    conditions = parse_filter(raw, DEPARTMENT, call.portal.tz)
     sort = p.first("sort", "SORT")
+    # Keys are case-insensitive, so ``sort`` is both the sort parameter and the SORT filter:
+    # a field name sorts, anything else (a number) filters.
+    sort_is_field = str(sort or "").upper() in DEPARTMENT
+    raw = {k.upper(): v for k, v in p.items()
+           if k.upper() in {"ID", "NAME", "PARENT", "UF_HEAD"}
+           or (k.upper() == "SORT" and not sort_is_field)}
+    conditions = parse_filter(raw, DEPARTMENT, call.portal.tz)
+    sort = sort if sort_is_field else None
     order = parse_order({str(sort).upper(): p.first("order", "ORDER", default="ASC")}
                         if sort else None, DEPARTMENT)
     page = call.portal.departments.query(conditions, order, pick_start(p.first("START", "start")))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from b24emu.schema import f, fields
+from b24emu.store import FieldDef
 
 RO = {"read_only": True}
 
@@ -157,7 +158,8 @@ ACTIVITY = fields(
 )
 
 # Fields a legacy ``*.list`` returns only when named in ``select`` (multi-value and heavy ones).
-SELECT_ONLY = frozenset({"PHONE", "EMAIL", "WEB", "COMMUNICATIONS", "FILES", "BINDINGS", "SETTINGS"})
+SELECT_ONLY = frozenset({"PHONE", "EMAIL", "WEB", "COMMUNICATIONS", "FILES", "BINDINGS",
+                         "SETTINGS"})
 
 DEAL_STAGES: dict[str, str] = {
     "NEW": "Новая",
@@ -174,8 +176,105 @@ DEAL_STAGES: dict[str, str] = {
 def stage_semantic(stage_id: str) -> str:
     """``P`` in progress, ``S`` success, ``F`` failure, from a deal's stage (any category)."""
     base = stage_id.split(":", 1)[-1]
-    if base == "WON":
+    if base in ("WON", "SUCCESS"):  # Smart processes end in ``DT<type>_<cat>:SUCCESS``/``:FAIL``.
         return "S"
-    if base in ("LOSE", "APOLOGY"):
+    if base in ("LOSE", "APOLOGY", "FAIL"):
         return "F"
     return "P"
+
+
+def smart_item_fields() -> dict[str, FieldDef]:
+    """Standard fields of a smart-process (or smart-invoice) item; each type gets its own copy."""
+    return fields(
+        f("ID", "integer", "ID", **RO),
+        f("XML_ID", "string", "Внешний код"),
+        f("TITLE", "string", "Название"),
+        f("CREATED_BY", "user", "Кем создан", **RO),
+        f("UPDATED_BY", "user", "Кем изменён", **RO),
+        f("MOVED_BY", "user", "Кем перемещён", **RO),
+        f("CREATED_TIME", "datetime", "Создан", **RO),
+        f("UPDATED_TIME", "datetime", "Изменён", **RO),
+        f("MOVED_TIME", "datetime", "Перемещён", **RO),
+        f("CATEGORY_ID", "crm_category", "Воронка"),
+        f("OPENED", "boolean", "Доступен для всех"),
+        f("STAGE_ID", "crm_status", "Стадия"),
+        f("PREVIOUS_STAGE_ID", "crm_status", "Предыдущая стадия", **RO),
+        f("STAGE_SEMANTIC_ID", "string", "Группа стадии", **RO),
+        f("BEGINDATE", "date", "Дата начала"),
+        f("CLOSEDATE", "date", "Дата завершения"),
+        f("COMPANY_ID", "crm_company", "Компания"),
+        f("CONTACT_ID", "crm_contact", "Контакт"),
+        f("CONTACT_IDS", "crm_contact", "Контакты", multiple=True),
+        f("OPPORTUNITY", "double", "Сумма"),
+        f("IS_MANUAL_OPPORTUNITY", "boolean", "Сумма заполняется вручную"),
+        f("TAX_VALUE", "double", "Сумма налога"),
+        f("CURRENCY_ID", "crm_currency", "Валюта"),
+        f("MYCOMPANY_ID", "crm_company", "Реквизиты вашей компании"),
+        f("SOURCE_ID", "crm_status", "Источник", status_type="SOURCE"),
+        f("SOURCE_DESCRIPTION", "string", "Дополнительно об источнике"),
+        f("ASSIGNED_BY_ID", "user", "Ответственный"),
+        f("OBSERVERS", "user", "Наблюдатели", multiple=True),
+        f("LAST_ACTIVITY_TIME", "datetime", "Последняя активность", **RO),
+        f("LAST_ACTIVITY_BY", "user", "Автор последней активности", **RO),
+    )
+
+
+# ``crm.stagehistory.list`` rows (deals, new invoices, smart processes).
+STAGE_HISTORY = fields(
+    f("ID", "integer", "ID"),
+    f("TYPE_ID", "integer", "Тип записи"),
+    f("OWNER_TYPE_ID", "integer", "Тип владельца"),
+    f("OWNER_ID", "integer", "Владелец"),
+    f("CREATED_TIME", "datetime", "Время"),
+    f("CATEGORY_ID", "integer", "Воронка"),
+    f("STAGE_SEMANTIC_ID", "string", "Семантика стадии"),
+    f("STAGE_ID", "string", "Стадия"),
+)
+
+TIMELINE_COMMENT = fields(
+    f("ID", "integer", "ID", **RO),
+    f("CREATED", "datetime", "Создан", **RO),
+    f("ENTITY_ID", "integer", "Элемент"),
+    f("ENTITY_TYPE", "string", "Тип элемента"),
+    f("AUTHOR_ID", "user", "Автор"),
+    f("COMMENT", "string", "Комментарий"),
+    f("FILES", "diskfile", "Файлы", multiple=True),
+)
+
+# What ``crm.*.userfield.list`` filters and sorts on.
+USERFIELD = fields(
+    f("ID", "integer", "ID"),
+    f("ENTITY_ID", "string"),
+    f("FIELD_NAME", "string"),
+    f("USER_TYPE_ID", "string"),
+    f("XML_ID", "string"),
+    f("SORT", "integer"),
+    f("MULTIPLE", "char"),
+    f("MANDATORY", "char"),
+    f("SHOW_FILTER", "char"),
+    f("SHOW_IN_LIST", "char"),
+    f("EDIT_IN_LIST", "char"),
+    f("IS_SEARCHABLE", "char"),
+)
+
+# Flags of ``crm.type.*`` (smart processes), "Y"/"N" strings in every response.
+CRM_TYPE_FLAGS = (
+    "IS_CATEGORIES_ENABLED", "IS_STAGES_ENABLED", "IS_BEGIN_CLOSE_DATES_ENABLED",
+    "IS_CLIENT_ENABLED", "IS_USE_IN_USERFIELD_ENABLED", "IS_LINK_WITH_PRODUCTS_ENABLED",
+    "IS_MYCOMPANY_ENABLED", "IS_DOCUMENTS_ENABLED", "IS_SOURCE_ENABLED", "IS_OBSERVERS_ENABLED",
+    "IS_RECYCLEBIN_ENABLED", "IS_AUTOMATION_ENABLED", "IS_BIZ_PROC_ENABLED",
+    "IS_SET_OPEN_PERMISSIONS", "IS_PAYMENTS_ENABLED", "IS_COUNTERS_ENABLED",
+)
+
+CRM_TYPE = fields(
+    f("ID", "integer", "ID", **RO),
+    f("TITLE", "string", "Название"),
+    f("CODE", "string", "Код"),
+    f("CREATED_BY", "user", "Кем создан", **RO),
+    f("ENTITY_TYPE_ID", "integer", "Идентификатор типа"),
+    f("CUSTOM_SECTION_ID", "integer", "Цифровое рабочее место"),
+    *(f(flag, "boolean", flag) for flag in CRM_TYPE_FLAGS),
+    f("CREATED_TIME", "datetime", "Создан", **RO),
+    f("UPDATED_TIME", "datetime", "Изменён", **RO),
+    f("UPDATED_BY", "user", "Кем изменён", **RO),
+)
