@@ -37,16 +37,15 @@ def _portal(member_id: str = "a1b2c3", **values: object) -> Portal:
 
 
 def test_migrated_database_is_at_head(db_url: str, engine: Engine) -> None:
-    assert head_revision() == "0001"
     assert current_revision(db_url) == head_revision()
-    assert "portals" in inspect(engine).get_table_names()
+    assert {"portals", "inbox_events", "mirror_deals"} <= set(inspect(engine).get_table_names())
 
 
 def test_migrate_up_down_and_again_on_a_blank_database(blank_db_url: str) -> None:
     assert current_revision(blank_db_url) is None
     migrate(blank_db_url)
     migrate(blank_db_url)  # a second run is a no-op
-    assert current_revision(blank_db_url) == "0001"
+    assert current_revision(blank_db_url) == head_revision()
     downgrade(blank_db_url, "base")
     assert current_revision(blank_db_url) is None
     engine = make_engine(blank_db_url)
@@ -55,7 +54,7 @@ def test_migrate_up_down_and_again_on_a_blank_database(blank_db_url: str) -> Non
     finally:
         engine.dispose()
     migrate(blank_db_url)
-    assert current_revision(blank_db_url) == "0001"
+    assert current_revision(blank_db_url) == head_revision()
 
 
 def test_concurrent_migrations_serialise(blank_db_url: str) -> None:

@@ -1,0 +1,25 @@
+"""ORM models; importing this package registers every table on ``Base.metadata``."""
+
+from b24app.models.base import NAMING_CONVENTION, Base, UTCDateTime, in_values, utcnow
+from b24app.models.inbox import InboxEvent, InboxSource, InboxStatus
+from b24app.models.mirror import (
+    MirrorActivity,
+    MirrorCompany,
+    MirrorContact,
+    MirrorDeal,
+    MirrorDepartment,
+    MirrorGroup,
+    MirrorRow,
+    MirrorTask,
+    MirrorUser,
+)
+from b24app.models.portal import Cipher, Portal, PortalMode, PortalStatus, SecretName
+from b24app.models.sync import OfflineBatch, OwnWrite, SyncCursor
+
+__all__ = [
+    "NAMING_CONVENTION", "Base", "Cipher", "InboxEvent", "InboxSource", "InboxStatus",
+    "MirrorActivity", "MirrorCompany", "MirrorContact", "MirrorDeal", "MirrorDepartment",
+    "MirrorGroup", "MirrorRow", "MirrorTask", "MirrorUser", "OfflineBatch", "OwnWrite", "Portal",
+    "PortalMode", "PortalStatus", "SecretName", "SyncCursor", "UTCDateTime", "in_values",
+    "utcnow",
+]
