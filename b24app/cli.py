@@ -32,6 +32,26 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(seed=args.seed, out=sys.stdout)
 
 
+def _sla_deadline(args: argparse.Namespace) -> int:
+    from datetime import datetime
+
+    from b24app.calendar_rules import calendar_from_settings
+    from b24app.config import load_settings
+
+    calendar = calendar_from_settings(load_settings(args.config or None).calendar)
+    try:
+        start = datetime.fromisoformat(args.start)
+    except ValueError:
+        print(f"not an ISO 8601 instant: {args.start!r}", file=sys.stderr)
+        return 2
+    if start.tzinfo is None:
+        # A bare local time is read in the portal's zone, as an admin would mean it.
+        start = start.replace(tzinfo=calendar.tz)
+    due = calendar.add_working_minutes(start, args.minutes)
+    print(due.isoformat())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(prog="b24app", description=__doc__)
@@ -50,6 +70,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="the main job end to end on the embedded demo portal")
     demo.add_argument("--seed", type=int, default=1)
     demo.set_defaults(func=_demo)
+
+    sla = sub.add_parser("sla", help="SLA tools").add_subparsers(dest="sla_command", required=True)
+    deadline = sla.add_parser("deadline", help="print the due instant of a response clock")
+    deadline.add_argument("start", help="ISO 8601 start, e.g. 2026-11-27T16:45+07:00")
+    deadline.add_argument("--minutes", type=float, default=120.0,
+                          help="working minutes to add (default 120)")
+    deadline.add_argument("--config", default="", help="config file (default: B24APP_CONFIG)")
+    deadline.set_defaults(func=_sla_deadline)
     return parser
 
 
