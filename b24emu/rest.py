@@ -112,6 +112,12 @@ def _run(portal: Portal, name: str, params: dict[str, Any], caller: Caller,
     hit = CURRENT_HIT.set(object())
     try:
         if name.lower() == "batch":
+            # A fault on "batch" fails the whole HTTP request, as a portal-wide 5xx would.
+            rule = portal.faults.fire("method_error", "batch")
+            if rule is not None:
+                status = rule.status or 500
+                raise ApiError(status, "QUERY_LIMIT_EXCEEDED" if status == 503
+                               else "INTERNAL_SERVER_ERROR", "Injected fault")
             result = run_batch(portal, params, caller)
             return _json({"result": result,
                           "time": batch_time(portal, started, portal.clock.timestamp())})

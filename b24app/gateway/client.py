@@ -79,6 +79,14 @@ class ListSpec:
     id_field: str = "ID"
     filter_key: str = "filter"
     order_key: str = "order"
+    # The ID's name in filter/order when it differs from the row key: tasks answer ``id`` but
+    # take UPPER_CASE input (``filter[>ID]``, ``order[ID]``) (platform doc 5.5).
+    input_id: str = ""
+
+    @property
+    def id_input(self) -> str:
+        """The ID field as ``filter``/``order`` name it."""
+        return self.input_id or self.id_field
 
     def rows(self, value: Any) -> list[dict[str, Any]]:
         """The rows of one page."""
@@ -93,7 +101,8 @@ SPECS: dict[str, ListSpec] = {
     **LEGACY,
     "crm.item.list": ListSpec("crm.item.list", "items", "id"),
     "crm.stagehistory.list": ListSpec("crm.stagehistory.list", "items", "ID"),
-    "tasks.task.list": ListSpec("tasks.task.list", "tasks", "id"),
+    "tasks.task.list": ListSpec("tasks.task.list", "tasks", "id", input_id="ID"),
+    "crm.type.list": ListSpec("crm.type.list", "types", "id"),
     "user.get": ListSpec("user.get", None, "ID", "FILTER", "sort"),
 }
 
@@ -151,6 +160,11 @@ class BitrixClient:
         except BaseException:
             srh.token_received.set()  # Otherwise every later caller waits on it forever.
             raise
+
+    @property
+    def loop(self) -> LoopThread:
+        """The loop thread this client's fast-bitrix24 instance lives on."""
+        return self._loop
 
     def close(self) -> None:
         """Close the HTTP session (and the loop if we own it)."""
@@ -213,8 +227,9 @@ class BitrixClient:
         spec = SPECS.get(method, ListSpec(method))
         base = dict(params or {})
         flt = dict(base.pop(spec.filter_key, None) or {})
-        base[spec.order_key] = {spec.id_field: "ASC"}
-        first = self.call(method, {**base, spec.filter_key: {**flt, f">{spec.id_field}": after_id}})
+        key = f">{spec.id_input}"
+        base[spec.order_key] = {spec.id_input: "ASC"}
+        first = self.call(method, {**base, spec.filter_key: {**flt, key: after_id}})
         rows = spec.rows(first.value)
         if rows:
             yield rows
@@ -226,7 +241,7 @@ class BitrixClient:
             for i in range(pages):
                 ref = last if i == 0 else self._ref(spec, f"p{i - 1}")
                 commands[f"p{i}"] = (method, {**base, "start": -1,
-                                              spec.filter_key: {**flt, f">{spec.id_field}": ref}})
+                                              spec.filter_key: {**flt, key: ref}})
             results = self.batch(commands)
             for i in range(pages):
                 result = results[f"p{i}"]

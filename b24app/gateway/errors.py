@@ -56,9 +56,11 @@ class Transport(B24Error):
 
 _AUTH_REVOKED = {"invalid_token", "NO_AUTH_FOUND", "INVALID_CREDENTIALS", "APPLICATION_NOT_FOUND",
                  "PAYMENT_REQUIRED", "invalid_grant", "invalid_client", "ERROR_OAUTH",
-                 "NOT_INSTALLED", "WRONG_AUTH_TYPE"}
+                 "NOT_INSTALLED"}
+# WRONG_AUTH_TYPE (403) says "this method does not take this kind of auth" (an app-only method
+# called through a webhook); the credentials still work, so it must not mark a portal revoked.
 _ACCESS = {"ACCESS_DENIED", "insufficient_scope", "user_access_error", "allowed_only_intranet_user",
-           "AccessException"}
+           "AccessException", "WRONG_AUTH_TYPE"}
 _NOT_FOUND_TEXT = ("not found", "not accessible", "не найден")
 
 
@@ -80,6 +82,9 @@ def classify(body: Any, *, status: int | None, method: str) -> B24Error:  # noqa
         return MethodBlocked(code or "OPERATION_TIME_LIMIT", description, reset_at=reset, **kw)
     if code in _ACCESS or status == 403:
         return AccessDenied(code, description, **kw)
+    if code == "ERROR_METHOD_NOT_FOUND":
+        # "Method not found!" is a missing method (module off, old portal), not a missing record.
+        return BadRequest(code, description, **kw)
     if code == "NOT_FOUND" or any(t in description.lower() for t in _NOT_FOUND_TEXT):
         return NotFound(code, description, **kw)
     if status is not None and status >= 500:

@@ -278,3 +278,9 @@ class TaskComment:
         """From ``task.commentitem.getlist`` rows."""
         return cls(to_int(row.get("ID")), task_id, to_int(row.get("AUTHOR_ID")),
                    to_dt(row.get("POST_DATE")), str(row.get("POST_MESSAGE") or ""))
+
+    @classmethod
+    def from_message(cls, task_id: int, row: dict[str, Any]) -> TaskComment:
+        """From ``im.dialog.messages.get`` messages of the task chat (new task card)."""
+        return cls(to_int(row.get("id")), task_id, to_int(row.get("author_id")),
+                   to_dt(row.get("date")), str(row.get("text") or ""))

@@ -215,3 +215,15 @@ def test_faults_on_every_method_can_still_be_cleared(emulator: EmulatorServer) -
     assert hook(emulator, "profile").status_code == 500
     assert hook(emulator, "b24emu.faults.clear").json()["result"] is True
     assert hook(emulator, "profile").status_code == 200
+
+
+def test_method_error_fault_on_batch_fails_the_whole_request(emulator: EmulatorServer) -> None:
+    """A 503 fault on ``batch`` answers the HTTP request itself with 503, once per count."""
+    url = emulator.portal.webhook_url
+    requests.post(url + "b24emu.faults.add", json={"kind": "method_error", "pattern": "batch",
+                                                   "status": 503, "count": 1}, timeout=10)
+    body = {"cmd": {"t": "server.time"}}
+    first = requests.post(url + "batch", json=body, timeout=10)
+    assert (first.status_code, first.json()["error"]) == (503, "QUERY_LIMIT_EXCEEDED")
+    second = requests.post(url + "batch", json=body, timeout=10)
+    assert second.status_code == 200 and "t" in second.json()["result"]["result"]
