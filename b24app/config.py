@@ -339,6 +339,7 @@ class PortalSettings:
     outgoing_webhook_token: Secret = field(default=NO_SECRET, metadata=meta(_secret))
     requests_per_second: float = field(default=2.0, metadata=meta(_float(gt=0), "toml"))
     burst: int = field(default=50, metadata=meta(_int(1), "toml"))
+    allow_insecure_endpoints: bool = field(default=False, metadata=meta(_bool, "bool"))
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -13,6 +13,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from b24app.config import Settings
 from b24app.crypto import SecretBox
 from b24app.gateway.protocol import Gateway
+
+if TYPE_CHECKING:
+    from b24app.tokens import TokenStore
 
 Clock = Callable[[], datetime]
 
@@ -45,8 +48,12 @@ class AppContext:
     secrets: SecretBox
     gateways: GatewayProvider
     clock: Clock = field(default=system_clock)
+    tokens: TokenStore | None = None
+    closers: list[Callable[[], None]] = field(default_factory=list)
 
     def close(self) -> None:
         """Release clients and connections."""
         self.gateways.close()
+        for closer in self.closers:
+            closer()
         self.engine.dispose()

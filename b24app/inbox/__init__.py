@@ -1,0 +1,1 @@
+"""The durable event inbox: storing verified events (``store``) and draining them (``queue``)."""
