@@ -14,12 +14,21 @@ from b24app.models.mirror import (
     MirrorUser,
 )
 from b24app.models.portal import Cipher, Portal, PortalMode, PortalStatus, SecretName
+from b24app.models.rules import (
+    ClockState,
+    Notification,
+    SlaClock,
+    SlaClockEvent,
+    TaskFormatCheck,
+)
 from b24app.models.sync import OfflineBatch, OwnWrite, SyncCursor
 
 __all__ = [
-    "NAMING_CONVENTION", "Base", "Cipher", "InboxEvent", "InboxSource", "InboxStatus",
+    "NAMING_CONVENTION", "Base", "Cipher", "ClockState", "InboxEvent", "InboxSource", "InboxStatus",
     "MirrorActivity", "MirrorCompany", "MirrorContact", "MirrorDeal", "MirrorDepartment",
-    "MirrorGroup", "MirrorRow", "MirrorTask", "MirrorUser", "OfflineBatch", "OwnWrite", "Portal",
-    "PortalMode", "PortalStatus", "SecretName", "SyncCursor", "UTCDateTime", "in_values",
+    "MirrorGroup", "MirrorRow", "MirrorTask", "MirrorUser", "Notification", "OfflineBatch",
+    "OwnWrite", "Portal",
+    "PortalMode", "PortalStatus", "SecretName", "SlaClock", "SlaClockEvent", "SyncCursor",
+    "TaskFormatCheck", "UTCDateTime", "in_values",
     "utcnow",
 ]

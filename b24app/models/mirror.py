@@ -6,7 +6,17 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Date, ForeignKey, Index, Integer, Numeric, String, Text
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    Text,
+)
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
 from b24app.models.base import Base, utcnow
@@ -137,6 +147,7 @@ class MirrorActivity(MirrorRow, Base):
     end_time: Mapped[datetime | None]
     deadline: Mapped[datetime | None]
     bindings: Mapped[list[list[int]]] = mapped_column(JSON, default=list)
+    raw: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
 class MirrorTask(MirrorRow, Base):
@@ -149,6 +160,7 @@ class MirrorTask(MirrorRow, Base):
     )
 
     title: Mapped[str] = mapped_column(Text, default="")
+    description: Mapped[str] = mapped_column(Text, default="")
     status: Mapped[int] = mapped_column(Integer, default=2)
     created_by: Mapped[int] = mapped_column(Integer, default=0)
     responsible_id: Mapped[int] = mapped_column(Integer, default=0)
