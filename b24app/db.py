@@ -11,9 +11,10 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, Insert, create_engine, event, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, make_url
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 15_000
@@ -147,3 +148,16 @@ def head_revision() -> str:
     if head is None:
         raise RuntimeError(f"no migrations found in {MIGRATIONS_DIR}")
     return head
+
+
+def insert_ignoring_conflict(session: Session, model: type[DeclarativeBase],
+                             values: dict[str, Any],
+                             unique: list[str]) -> Insert:
+    """``INSERT ... ON CONFLICT (<unique>) DO NOTHING`` in the session's dialect."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        return postgresql.insert(model).values(values).on_conflict_do_nothing(
+            index_elements=unique)
+    if dialect == "sqlite":
+        return sqlite.insert(model).values(values).on_conflict_do_nothing(index_elements=unique)
+    raise NotImplementedError(f"insert ... on conflict on {dialect} is not supported")

@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from b24app.inbox.store import insert_ignoring_conflict
+from b24app.db import insert_ignoring_conflict
 from b24app.models import Base, Cipher, Portal, PortalMode, PortalStatus, utcnow
 
 # Compared against when a portal has no stored token, so that a miss costs the same time.

@@ -5,24 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Insert
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from b24app.db import insert_ignoring_conflict
 from b24app.events.parse import IncomingEvent
-from b24app.models import Base, InboxEvent, InboxSource, InboxStatus
-
-
-def insert_ignoring_conflict(session: Session, model: type[Base], values: dict[str, Any],
-                             unique: list[str]) -> Insert:
-    """``INSERT ... ON CONFLICT (<unique>) DO NOTHING`` in the session's dialect."""
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        return postgresql.insert(model).values(values).on_conflict_do_nothing(
-            index_elements=unique)
-    if dialect == "sqlite":
-        return sqlite.insert(model).values(values).on_conflict_do_nothing(index_elements=unique)
-    raise NotImplementedError(f"insert ... on conflict on {dialect} is not supported")
+from b24app.models import InboxEvent, InboxSource, InboxStatus
 
 
 def store_event(session: Session, portal_id: int, event: IncomingEvent, *, now: datetime,
