@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, settings
 from b24emu import EmulatorServer, Portal, PortalConfig
 from b24emu.limits import LimitSettings
 
-pytest_plugins = ["tests.dbfixtures", "tests.appfixtures"]
+pytest_plugins = ["tests.dbfixtures", "tests.appfixtures", "tests.browser"]
 
 # Reproducible property tests that do not fail because a shared CI machine is slow.
 settings.register_profile("b24app", derandomize=True, deadline=None,
