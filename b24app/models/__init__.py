@@ -2,6 +2,14 @@
 
 from b24app.models.base import NAMING_CONVENTION, Base, UTCDateTime, in_values, utcnow
 from b24app.models.inbox import InboxEvent, InboxSource, InboxStatus
+from b24app.models.kpi import (
+    KpiItem,
+    KpiValue,
+    MirrorStageHistory,
+    NpsAnswer,
+    SurveyInvitation,
+    WrittenValue,
+)
 from b24app.models.mirror import (
     MirrorActivity,
     MirrorCompany,
@@ -24,11 +32,40 @@ from b24app.models.rules import (
 from b24app.models.sync import OfflineBatch, OwnWrite, SyncCursor
 
 __all__ = [
-    "NAMING_CONVENTION", "Base", "Cipher", "ClockState", "InboxEvent", "InboxSource", "InboxStatus",
-    "MirrorActivity", "MirrorCompany", "MirrorContact", "MirrorDeal", "MirrorDepartment",
-    "MirrorGroup", "MirrorRow", "MirrorTask", "MirrorUser", "Notification", "OfflineBatch",
-    "OwnWrite", "Portal",
-    "PortalMode", "PortalStatus", "SecretName", "SlaClock", "SlaClockEvent", "SyncCursor",
-    "TaskFormatCheck", "UTCDateTime", "in_values",
+    "NAMING_CONVENTION",
+    "Base",
+    "Cipher",
+    "ClockState",
+    "InboxEvent",
+    "InboxSource",
+    "InboxStatus",
+    "KpiItem",
+    "KpiValue",
+    "MirrorActivity",
+    "MirrorCompany",
+    "MirrorContact",
+    "MirrorDeal",
+    "MirrorDepartment",
+    "MirrorGroup",
+    "MirrorRow",
+    "MirrorStageHistory",
+    "MirrorTask",
+    "MirrorUser",
+    "Notification",
+    "NpsAnswer",
+    "OfflineBatch",
+    "OwnWrite",
+    "Portal",
+    "PortalMode",
+    "PortalStatus",
+    "SecretName",
+    "SlaClock",
+    "SlaClockEvent",
+    "SurveyInvitation",
+    "SyncCursor",
+    "TaskFormatCheck",
+    "UTCDateTime",
+    "WrittenValue",
+    "in_values",
     "utcnow",
 ]
