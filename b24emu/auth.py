@@ -12,7 +12,7 @@ from b24emu.errors import ApiError
 
 ALL_SCOPES = frozenset(
     {"crm", "task", "im", "user", "department", "sonet_group", "calendar", "placement",
-     "timeman", "entity", "user_brief", "user_basic"}
+     "timeman", "entity", "user_brief", "user_basic", "userfieldconfig"}
 )
 
 

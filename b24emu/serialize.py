@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime, tzinfo
 from typing import Any
@@ -18,16 +17,21 @@ def camel(name: str) -> str:
 
 
 def uf_camel(name: str) -> str:
-    """crm.item camelCase of a user field (``UF_CRM_3_DIGIT`` → ``ufCrm3Digit``, see docs)."""
-    body = name[len("UF_CRM_") :] if name.startswith("UF_CRM_") else name
-    parts = body.split("_")
-    if all(p.isdigit() for p in parts):
-        return "ufCrm_" + "_".join(parts)
-    if parts[0].isdigit() and len(parts) == 2 and parts[1].isdigit():
-        return f"ufCrm{parts[0]}_{parts[1]}"
-    if any(re.search(r"[A-Z]", p) and re.search(r"\d", p) for p in parts):
-        return "ufCrm_" + body
-    return "ufCrm" + "".join(p[:1].upper() + p[1:].lower() for p in parts)
+    """crm.item camelCase of a user field (``UF_CRM_3_DIGIT`` → ``ufCrm3Digit``)."""
+    # api-reference/crm/universal/index.md, "Field Naming Conventions": only digits or only
+    # letters after UF_CRM_ and the object number convert regularly (UF_CRM_3_1747309727 →
+    # ufCrm3_1747309727); mixed names only swap the prefix (UF_CRM_3_DIGIT_10 →
+    # ufCrm_3_DIGIT_10, UF_CRM_1747309879 → ufCrm_1747309879).
+    body = name.removeprefix("UF_CRM_")
+    number, _, rest = body.partition("_")
+    if not (number.isdigit() and rest):
+        number, rest = "", body
+    parts = rest.split("_")
+    if number and all(p.isdigit() for p in parts):
+        return f"ufCrm{number}_" + "_".join(parts)
+    if all(p.isalpha() for p in parts):
+        return f"ufCrm{number}" + "".join(p.capitalize() for p in parts)
+    return "ufCrm_" + body
 
 
 def legacy_scalar(fdef: FieldDef | None, value: Any, tz: tzinfo) -> Any:

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
 from b24emu.errors import ApiError
 from b24emu.portal import Portal
+from b24emu.schema.crm import smart_item_fields
 from b24emu.store import FieldDef, Table
 
 ENTITY_TABLES = {"CRM_DEAL": "deals", "CRM_COMPANY": "companies", "CRM_CONTACT": "contacts"}
+# Smart invoices: entityTypeId 31, user fields of entity ``CRM_SMART_INVOICE`` (invoice.md).
+SMART_INVOICE = 31
+SMART_INVOICE_ENTITY = "CRM_SMART_INVOICE"
 USER_TYPES = frozenset({"string", "integer", "double", "boolean", "datetime", "date", "money",
                         "url", "address", "enumeration", "file", "employee", "crm_status",
                         "iblock_section", "iblock_element", "crm"})
@@ -29,11 +35,21 @@ def normalize_name(raw: str) -> str:
     return f"UF_CRM_{name}"
 
 
+def smart_invoice_table(portal: Portal) -> Table:
+    """The smart invoices' items; the table appears on first use."""
+    table = portal.items.get(SMART_INVOICE)
+    if table is None:
+        table = portal.items[SMART_INVOICE] = Table(f"item_{SMART_INVOICE}", smart_item_fields())
+    return table
+
+
 def entity_table(portal: Portal, entity_id: str) -> Table:
     """The table whose rows a user field of ``entity_id`` extends (``CRM_1`` = first SPA)."""
     if entity_id in ENTITY_TABLES:
         table: Table = getattr(portal, ENTITY_TABLES[entity_id])
         return table
+    if entity_id == SMART_INVOICE_ENTITY:
+        return smart_invoice_table(portal)
     if entity_id.startswith("CRM_") and entity_id[4:].isdigit():
         for row in portal.crm_types:
             if row["ID"] == int(entity_id[4:]):
@@ -76,7 +92,7 @@ def register_userfield(portal: Portal, entity_id: str, fields: dict[str, Any]) -
     title = label if isinstance(label, str) else str(next(iter(dict(label).values()), name))
     table.fields[name] = FieldDef(name, _TYPE_MAP.get(user_type, user_type), title,
                                   multiple=multiple, dynamic=True,
-                                  required=row["MANDATORY"] == "Y")
+                                  required=row["MANDATORY"] == "Y", settings=row["SETTINGS"])
     return field_id
 
 
@@ -137,10 +153,34 @@ def update_userfield(portal: Portal, row: dict[str, Any], fields: dict[str, Any]
         row["SETTINGS"] = {**row["SETTINGS"], **fields["SETTINGS"]}
     if "LIST" in fields:
         row["LIST"] = _merge_items(portal, row["LIST"], fields["LIST"])
+    sync_fielddef(portal, row)
+
+
+def sync_fielddef(portal: Portal, row: dict[str, Any]) -> None:
+    """Keep the schema entry of a user field (title, required, settings) in step with its record."""
     fdef = entity_table(portal, row["ENTITY_ID"]).fields.get(row["FIELD_NAME"])
     if fdef is not None:
         fdef.title = label(row["EDIT_FORM_LABEL"]) or fdef.name
         fdef.required = row["MANDATORY"] == "Y"
+        fdef.settings = row["SETTINGS"]
+
+
+def double_value(value: Any, settings: Mapping[str, Any]) -> Any:
+    """A ``double`` value as saved: "," or "." decimals, rounded half up to ``PRECISION``."""
+    # how-to-add-precision-to-user-field.md: commas and spaces are accepted, and the value is
+    # rounded to PRECISION when saved (1,23456 with PRECISION 3 reads back as 1.235).
+    if isinstance(value, bool) or value is None:
+        return value
+    try:
+        number = Decimal(str(value).replace(" ", "").replace(",", "."))
+    except InvalidOperation:
+        return value
+    if not number.is_finite():
+        return value
+    precision = str(settings.get("PRECISION", "")).strip()
+    if precision.isdigit():
+        number = number.quantize(Decimal(1).scaleb(-min(int(precision), 12)), ROUND_HALF_UP)
+    return float(number)
 
 
 def _merge_items(portal: Portal, current: list[dict[str, Any]], raw: Any) -> list[dict[str, Any]]:

@@ -1,27 +1,51 @@
-"""Persist verified events in ``inbox_events``; a redelivery collapses onto the first row."""
+"""Persist verified events in ``inbox_events``; a redelivery collapses onto the first row.
+
+Bitrix24's ``ts`` has one-second resolution, so two edits of one object within a second
+share a dedup key. A key that arrives again after its row was finished therefore re-opens
+the row instead of being dropped: handlers re-read the object, so a true duplicate costs one
+read, while a second edit in the same second is not lost.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import Insert
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from b24app.db import insert_ignoring_conflict
 from b24app.events.parse import IncomingEvent
 from b24app.models import InboxEvent, InboxSource, InboxStatus
+
+_FINISHED = (InboxStatus.DONE.value, InboxStatus.IGNORED.value)
+
+
+def _upsert(session: Session, values: dict[str, Any], now: datetime) -> Insert:
+    dialect = session.get_bind().dialect.name
+    module: Any = {"postgresql": postgresql, "sqlite": sqlite}.get(dialect)
+    if module is None:
+        raise NotImplementedError(f"inbox upsert on {dialect} is not supported")
+    statement = module.insert(InboxEvent).values(values)
+    reopen = {"status": InboxStatus.PENDING.value, "next_attempt_at": now, "attempts": 0,
+              "last_error": None, "outcome": None, "locked_by": None, "locked_until": None,
+              "processed_at": None, "data": statement.excluded.data,
+              "by_user": statement.excluded.by_user}
+    upsert: Insert = statement.on_conflict_do_update(
+        index_elements=["portal_id", "dedup_key"], set_=reopen,
+        where=InboxEvent.status.in_(_FINISHED))
+    return upsert
 
 
 def store_event(session: Session, portal_id: int, event: IncomingEvent, *, now: datetime,
                 source: InboxSource = InboxSource.ONLINE) -> bool:
-    """Insert ``event`` as a pending inbox row; ``False`` when the same delivery is stored."""
+    """Store ``event`` as pending; ``False`` when the same key is already waiting or running."""
     values: dict[str, Any] = {
         "portal_id": portal_id, "event": event.name, "entity_id": event.entity_id,
         "ts": event.ts, "dedup_key": event.dedup_key, "source": source.value,
         "data": event.data, "by_user": event.by_user, "status": InboxStatus.PENDING.value,
         "attempts": 0, "next_attempt_at": now, "received_at": now,
     }
-    statement = insert_ignoring_conflict(session, InboxEvent, values,
-                                         ["portal_id", "dedup_key"]).returning(InboxEvent.id)
-    # RETURNING yields no row for a skipped conflict (rowcount is not reliable across drivers).
+    statement = _upsert(session, values, now).returning(InboxEvent.id)
+    # RETURNING yields no row when the conflict left the row alone (pending/processing/dead).
     return session.execute(statement).scalar_one_or_none() is not None

@@ -11,6 +11,7 @@ from b24emu.methods import (
     org,
     task_comments,
     tasks,
+    userfieldconfig,
 )
 
 __all__ = [
@@ -24,4 +25,5 @@ __all__ = [
     "org",
     "task_comments",
     "tasks",
+    "userfieldconfig",
 ]

@@ -28,6 +28,7 @@ from b24emu.timefmt import parse_dt
 from b24emu.userfields import (
     api_row,
     delete_userfield,
+    double_value,
     find_userfield,
     label,
     register_userfield,
@@ -88,6 +89,9 @@ def coerce_scalar(fdef: FieldDef, value: Any, tz: tzinfo) -> Any:  # noqa: PLR09
         return None
     if fdef.dynamic and fdef.type == "boolean":
         return 1 if flag(value) == "Y" else 0  # UF booleans are stored as 1/0 (legacy shows "1").
+    if fdef.dynamic and fdef.type == "double":
+        # Decimal commas are accepted and values rounded to the field's PRECISION on save.
+        value = double_value(value, fdef.settings)
     kind = "int" if fdef.dynamic and fdef.type in UF_INT_TYPES else fdef.kind()
     try:
         if kind == "int":

@@ -29,9 +29,14 @@ from b24emu.portal import Portal
 from b24emu.schema.crm import CRM_TYPE, CRM_TYPE_FLAGS, STAGE_HISTORY, smart_item_fields
 from b24emu.serialize import camel, legacy_row, typed_scalar, uf_camel
 from b24emu.store import Condition, FieldDef, FilterError, Table, parse_order, pick_start
-from b24emu.userfields import find_userfield
+from b24emu.userfields import (
+    SMART_INVOICE,
+    SMART_INVOICE_ENTITY,
+    double_value,
+    find_userfield,
+    smart_invoice_table,
+)
 
-SMART_INVOICE = 31
 # crm.item names of legacy columns that are not plain camelCase of the UPPER name.
 ALIASES = {"DATE_CREATE": "createdTime", "DATE_MODIFY": "updatedTime",
            "CREATED_BY_ID": "createdBy", "MODIFY_BY_ID": "updatedBy", "MOVED_BY_ID": "movedBy"}
@@ -42,8 +47,8 @@ ZERO_WHEN_EMPTY = frozenset({"COMPANY_ID", "CONTACT_ID", "MYCOMPANY_ID"})
 # -- tables and names -------------------------------------------------------------------------
 def item_table(portal: Portal, entity_type_id: int) -> Table:
     """The table of an entity type; smart invoices appear on first use."""
-    if entity_type_id == SMART_INVOICE and SMART_INVOICE not in portal.items:
-        portal.items[SMART_INVOICE] = Table("item_31", smart_item_fields())
+    if entity_type_id == SMART_INVOICE:
+        return smart_invoice_table(portal)
     table = portal.item_table(entity_type_id)
     if table is None:
         raise ApiError(400, "NOT_FOUND", "SPA not found")
@@ -56,9 +61,11 @@ def type_row(portal: Portal, entity_type_id: int) -> dict[str, Any] | None:
 
 
 def uf_entity(portal: Portal, entity_type_id: int) -> str:
-    """User-field entity id of a type (``CRM_DEAL``, ``CRM_<type record id>``)."""
+    """User-field entity id of a type (``CRM_DEAL``, ``CRM_SMART_INVOICE``, ``CRM_<type id>``)."""
     if entity_type_id in BY_TYPE:
         return BY_TYPE[entity_type_id].uf_entity
+    if entity_type_id == SMART_INVOICE:
+        return SMART_INVOICE_ENTITY
     row = type_row(portal, entity_type_id)
     return f"CRM_{row['ID']}" if row else ""
 
@@ -144,6 +151,16 @@ def upper_fields(fields: Mapping[str, Any], table: Table) -> dict[str, Any]:
     return out
 
 
+def uf_doubles(fields: dict[str, Any], table: Table) -> dict[str, Any]:
+    """Values of ``double`` user fields as saved (decimal comma, rounding to ``PRECISION``)."""
+    for name, value in fields.items():
+        fdef = table.fields.get(name)
+        if fdef is not None and fdef.dynamic and fdef.type == "double":
+            fields[name] = ([double_value(v, fdef.settings) for v in value]
+                            if isinstance(value, list) else double_value(value, fdef.settings))
+    return fields
+
+
 def item_semantic(etid: int, stage: str) -> str:
     """Stage semantics of smart items: ``:SUCCESS``/``:FAIL``, smart invoices ``:P``/``:D``."""
     base = stage.rsplit(":", maxsplit=1)[-1]
@@ -220,7 +237,7 @@ def _fields_param(call: Call) -> Mapping[str, Any]:
 
 
 def _write(call: Call, etid: int, table: Table, row_id: int | None) -> int:
-    fields = upper_fields(_fields_param(call), table)
+    fields = uf_doubles(upper_fields(_fields_param(call), table), table)
     if etid in BY_TYPE:  # Deals, contacts, companies share the legacy rows and events.
         return save_entity(call, BY_TYPE[etid], fields, row_id, allow_category=True)
     return save_item(call, etid, fields, row_id)
@@ -299,6 +316,8 @@ def item_fields(call: Call) -> Any:
         info = describe_field(call.portal, fdef, entity)
         if info["type"] == "char":
             info["type"] = "boolean"  # crm.item calls Y/N fields booleans.
+        if info.get("formLabel"):
+            info["title"] = info["formLabel"]  # A user field's title is its label (crm-item-add.md)
         out[item_name(fdef, original(call))] = {**info, "upperName": name}
     return {"fields": out}
 
