@@ -435,6 +435,36 @@ class SchedulerSettings:
     digest_cron: str = field(default="0 9 * * MON", metadata=meta(_cron))
 
 
+def _month_day(value: Any) -> str:
+    text = _str(value).strip()
+    match = re.fullmatch(r"(\d{2})-(\d{2})", text)
+    try:
+        if match is None:
+            raise ValueError(text)
+        date(2025, int(match[1]), int(match[2]))  # 2025 has no 02-29: a start every year
+    except ValueError:
+        raise ConfigError(f"expected a month and day MM-DD, got {value!r}") from None
+    return text
+
+
+@dataclass(frozen=True)
+class NpsSettings:
+    """[nps]: where NPS answers come from, when the two yearly waves start, how links live."""
+
+    score_field: str = field(default="UF_CRM_NPS_SCORE", metadata=meta())
+    date_field: str = field(default="UF_CRM_NPS_DATE", metadata=meta())
+    waves: tuple[str, ...] = field(default=("04-01", "10-01"),
+                                   metadata=meta(_list(_month_day), "list"))
+    link_ttl_days: int = field(default=60, metadata=meta(_int(1), "toml"))
+    invite_within_days: int = field(default=60, metadata=meta(_int(1), "toml"))
+    active_months: int = field(default=12, metadata=meta(_int(1), "toml"))
+
+    def __post_init__(self) -> None:
+        if len(self.waves) != 2 or self.waves[0] >= self.waves[1]:
+            raise ConfigError('[nps] waves: expected two MM-DD start dates in order, '
+                              'e.g. ["04-01", "10-01"]')
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every setting of the service, one frozen dataclass per TOML section."""
@@ -448,6 +478,7 @@ class Settings:
     task_format: TaskFormatSettings = field(default_factory=TaskFormatSettings)
     kpi: KpiSettings = field(default_factory=KpiSettings)
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
+    nps: NpsSettings = field(default_factory=NpsSettings)
 
 
 SECTIONS: Mapping[str, type[Any]] = MappingProxyType({
@@ -460,6 +491,7 @@ SECTIONS: Mapping[str, type[Any]] = MappingProxyType({
     "task_format": TaskFormatSettings,
     "kpi": KpiSettings,
     "scheduler": SchedulerSettings,
+    "nps": NpsSettings,
 })
 
 

@@ -71,7 +71,7 @@ def _too_large(_error: Exception) -> Any:
 
 def create_app(ctx: AppContext, *, allow_insecure_endpoints: bool | None = None) -> Flask:
     """The Flask app of one process over ``ctx`` (no module-level app, engine or gateway)."""
-    from b24app.web import events, install, pages
+    from b24app.web import events, install, pages, survey
 
     if allow_insecure_endpoints is None:
         allow_insecure_endpoints = ctx.settings.portal.allow_insecure_endpoints
@@ -83,4 +83,5 @@ def create_app(ctx: AppContext, *, allow_insecure_endpoints: bool | None = None)
     app.register_blueprint(events.bp)
     app.register_blueprint(install.bp)
     app.register_blueprint(pages.bp)
+    app.register_blueprint(survey.bp)
     return app
