@@ -397,6 +397,9 @@ class SlaSettings:
     request_group_ids: tuple[int, ...] = field(
         default=(), metadata=meta(_list(_int(1)), "list")
     )
+    department_ids: tuple[int, ...] = field(
+        default=(), metadata=meta(_list(_int(1)), "list")
+    )
 
 
 @dataclass(frozen=True)
