@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy.orm import Session
 
 from b24app.gateway.protocol import Gateway
-from handlers import app, crm, tasks
+from handlers import app, crm, offline, tasks
 from sync.mirror import MirrorChange
 
 if TYPE_CHECKING:
@@ -93,4 +93,5 @@ def build_registry(after_mirror: Sequence[AfterMirrorHook] = ()) -> Registry:
         "ONTASKDELETE": tasks.task_deleted,
         "ONTASKCOMMENTADD": tasks.comment_added,
         "ONAPPTEST": app.app_test,
+        "ONOFFLINEEVENT": offline.offline_event,
     }, list(after_mirror))

@@ -309,7 +309,7 @@ def test_the_registry_covers_every_bound_event() -> None:
     crm = [f"ONCRM{e}{a}" for e in ("DEAL", "COMPANY", "CONTACT", "ACTIVITY")
            for a in ("ADD", "UPDATE", "DELETE")]
     tasks = ["ONTASKADD", "ONTASKUPDATE", "ONTASKDELETE", "ONTASKCOMMENTADD"]
-    assert set(registry.handlers) == {*crm, *tasks, "ONAPPTEST"}
+    assert set(registry.handlers) == {*crm, *tasks, "ONAPPTEST", "ONOFFLINEEVENT"}
     assert registry.handler_for("onCrmDealAdd") is registry.handler_for("ONCRMDEALADD")
 
 
