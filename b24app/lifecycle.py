@@ -6,7 +6,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from b24app.config import Settings
-from b24app.gateway.protocol import Gateway, UserFieldSpec
+from b24app.gateway.protocol import CrmType, Gateway, UserFieldSpec
+from kpi.definitions import DEFINITIONS, KpiId
 
 EVENTS_PATH = "/b24/events"
 
@@ -18,20 +19,51 @@ TASK_EVENTS = ("ONTASKADD", "ONTASKUPDATE", "ONTASKDELETE", "ONTASKCOMMENTADD")
 OFFLINE_EVENTS = CRM_EVENTS + TASK_EVENTS
 ONLINE_EVENTS = (*OFFLINE_EVENTS, "ONAPPUNINSTALL")
 
+# Two decimals: without PRECISION a double may be rounded to an integer when saved.
+MONEY = {"PRECISION": 2}
 COMPANY_FIELDS = (
-    UserFieldSpec("UF_CRM_NOIS_LTV", "double", "LTV клиента"),
-    UserFieldSpec("UF_CRM_NOIS_LTV_12M", "double", "Покупки за 12 месяцев"),
+    UserFieldSpec("UF_CRM_NOIS_LTV", "double", "LTV клиента", settings=dict(MONEY)),
+    UserFieldSpec("UF_CRM_NOIS_LTV_12M", "double", "Покупки за 12 месяцев",
+                  settings=dict(MONEY)),
     UserFieldSpec("UF_CRM_NOIS_LAST_PURCHASE", "date", "Дата последней покупки"),
-    # Plain text (returning / at_risk / lost): an enumeration's item IDs differ per portal.
+    # Plain text, the Russian status («под угрозой»): enumeration item IDs differ per portal.
     UserFieldSpec("UF_CRM_NOIS_RETURN_STATUS", "string", "Статус возврата клиента"),
     UserFieldSpec("UF_CRM_NOIS_REGULAR", "boolean", "Постоянный клиент"),
     UserFieldSpec("UF_CRM_NOIS_NPS_LAST", "integer", "Последняя оценка NPS"),
     UserFieldSpec("UF_CRM_NOIS_NPS_DATE", "date", "Дата последней оценки NPS"),
     UserFieldSpec("UF_CRM_NOIS_CARD_UPDATED", "date", "Клиентская карта обновлена"),
-    UserFieldSpec("UF_CRM_NOIS_SHARE", "double", "Доля NOIS в бюджете клиента"),
+    # Percent (71.43), as KPI shares are shown everywhere else.
+    UserFieldSpec("UF_CRM_NOIS_SHARE", "double", "Доля NOIS в бюджете клиента, %",
+                  settings=dict(MONEY)),
 )
 KPI_TYPE_CODE = "nois_kpi"
 KPI_TYPE_TITLE = "KPI менеджера"
+# Per KPI on the «KPI менеджера» item: postfix, user type, settings, label suffix.
+KPI_PARTS: tuple[tuple[str, str, dict[str, Any], str], ...] = (
+    ("VALUE", "double", MONEY, "значение"),
+    ("TARGET", "double", MONEY, "цель"),
+    ("STATUS", "string", {}, "статус"),
+)
+KPI_PERIOD = "PERIOD"  # the month label, "2026-11": with the assignee, the item's identity
+
+
+def kpi_field_name(type_settings_id: int, postfix: str) -> str:
+    """A user field of «KPI менеджера»: ``UF_CRM_<type id>_<POSTFIX>`` (userfieldconfig rule)."""
+    return f"UF_CRM_{type_settings_id}_{postfix}"
+
+
+def kpi_part_name(type_settings_id: int, kpi: KpiId | str, part: str) -> str:
+    """The value, target or status field of one KPI (``UF_CRM_7_VISITS_VALUE``)."""
+    return kpi_field_name(type_settings_id, f"{KpiId(kpi).value.upper()}_{part}")
+
+
+def kpi_item_fields(type_settings_id: int) -> tuple[UserFieldSpec, ...]:
+    """Every user field of «KPI менеджера»: the period, then value/target/status per KPI."""
+    specs = [UserFieldSpec(kpi_field_name(type_settings_id, KPI_PERIOD), "string", "Период")]
+    specs += [UserFieldSpec(kpi_part_name(type_settings_id, kpi, part), user_type,
+                            f"{DEFINITIONS[kpi].title}: {suffix}", settings=dict(settings))
+              for kpi in KpiId for part, user_type, settings, suffix in KPI_PARTS]
+    return tuple(specs)
 
 
 @dataclass
@@ -45,11 +77,15 @@ class SetupReport:
     fields_created: list[str] = field(default_factory=list)
     types_created: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    # The KPI item's fields are many (49): the present ones are counted, not listed.
+    kpi_fields_created: list[str] = field(default_factory=list)
+    kpi_fields_present: int = 0
 
     @property
     def changed(self) -> bool:
         """Whether anything on the portal was changed."""
-        return bool(self.bound or self.unbound or self.fields_created or self.types_created)
+        return bool(self.bound or self.unbound or self.fields_created or self.types_created
+                    or self.kpi_fields_created)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form (the install endpoint's answer, the CLI's output)."""
@@ -70,7 +106,7 @@ def setup_portal(gateway: Gateway, settings: Settings, public_url: str,
     if settings.portal.mode == "local_app":
         bind_events(gateway, report)
     create_company_fields(gateway, report)
-    create_kpi_type(gateway, report)
+    create_kpi_fields(gateway, report, create_kpi_type(gateway, report))
     return report
 
 
@@ -112,10 +148,37 @@ def create_company_fields(gateway: Gateway, report: SetupReport) -> None:
             report.fields_created.append(spec.name)
 
 
-def create_kpi_type(gateway: Gateway, report: SetupReport) -> None:
+def find_kpi_type(gateway: Gateway) -> CrmType | None:
+    """The smart process «KPI менеджера» (by its code), if the portal has it."""
+    return next((t for t in gateway.crm_types() if t.code.lower() == KPI_TYPE_CODE), None)
+
+
+def create_kpi_type(gateway: Gateway, report: SetupReport) -> CrmType:
     """The smart process «KPI менеджера» that holds one KPI record per rep per month."""
-    if any(t.code.lower() == KPI_TYPE_CODE for t in gateway.crm_types()):
+    found = find_kpi_type(gateway)
+    if found is not None:
         report.skipped.append(f"type {KPI_TYPE_CODE}")
-        return
-    gateway.add_crm_type(KPI_TYPE_TITLE, KPI_TYPE_CODE)
+        return found
+    created = gateway.add_crm_type(KPI_TYPE_TITLE, KPI_TYPE_CODE)
     report.types_created.append(KPI_TYPE_CODE)
+    return created
+
+
+def create_kpi_fields(gateway: Gateway, report: SetupReport, kind: CrmType) -> None:
+    """The period and the value/target/status fields of every KPI on «KPI менеджера»."""
+    created = ensure_kpi_fields(gateway, kind)
+    report.kpi_fields_created += created
+    report.kpi_fields_present += len(kpi_item_fields(kind.id)) - len(created)
+
+
+def ensure_kpi_fields(gateway: Gateway, kind: CrmType) -> list[str]:
+    """Create the missing fields of «KPI менеджера»; returns the names created."""
+    existing = {name.upper() for name in gateway.item_fields(kind.entity_type_id)}
+    missing = [spec for spec in kpi_item_fields(kind.id) if spec.name not in existing]
+    if not missing:
+        return []
+    outcome = gateway.add_item_userfields(kind.id, missing)
+    failed = [error for error in outcome.values() if error is not None]
+    if failed:
+        raise failed[0]
+    return [spec.name for spec in missing]

@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, delete, select
+from sqlalchemy import CursorResult, delete, insert, select
 from sqlalchemy.orm import Session
 
 from b24app.models import OwnWrite
@@ -80,6 +80,19 @@ def record(session: Session, portal_id: int, entity: str, entity_id: str | int,
                              digest=_digest(name, value), created_at=now, expires_at=now + ttl)
                     for name, value in fields.items())
     session.flush()
+
+
+def record_many(session: Session, portal_id: int, entity: str,
+                writes: Mapping[str | int, Iterable[tuple[str, Any]]], *,
+                ttl: timedelta = DEFAULT_TTL, now: datetime) -> None:
+    """:func:`record` for many records in two statements (a write-back of thousands of cards)."""
+    session.execute(delete(OwnWrite).where(OwnWrite.portal_id == portal_id,
+                                           OwnWrite.entity == entity, OwnWrite.expires_at <= now))
+    rows = [{"portal_id": portal_id, "entity": entity, "entity_id": str(record_id),
+             "digest": _digest(name, value), "created_at": now, "expires_at": now + ttl}
+            for record_id, pairs in writes.items() for name, value in pairs]
+    if rows:
+        session.execute(insert(OwnWrite), rows)
 
 
 def is_own(session: Session, portal_id: int, entity: str, entity_id: str | int,

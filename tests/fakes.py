@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from b24app.gateway.errors import B24Error
+from b24app.gateway.errors import B24Error, NotFound
 from b24app.gateway.protocol import (
     CrmType,
     EventBinding,
@@ -66,6 +66,13 @@ class FakeGateway:
     calls: list[str] = field(default_factory=list)
     calendar: dict[str, Any] = field(default_factory=dict)
     clock: FakeClock = field(default_factory=FakeClock)
+    # Smart processes: user-field names and items (fields as sent) by entityTypeId.
+    item_userfields: dict[int, list[str]] = field(default_factory=dict)
+    items: dict[int, dict[int, dict[str, Any]]] = field(default_factory=dict)
+    # Errors to answer for ("company"|"deal"|...|"item", id) until removed; the write is lost.
+    failures: dict[tuple[str, int], B24Error] = field(default_factory=dict)
+    # Every write request as Bitrix24 would see it: (method, commands in the batch).
+    writes: list[tuple[str, int]] = field(default_factory=list)
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1000))
     _reserved: dict[str, list[OfflineEvent]] = field(default_factory=dict)
 
@@ -139,11 +146,63 @@ class FakeGateway:
 
     def update_many(self, entity: str, changes: Mapping[int, Mapping[str, Any]]
                     ) -> dict[int, B24Error | None]:
+        self._count_batches(f"crm.{entity}.update", [i for i, f in changes.items() if f])
         out: dict[int, B24Error | None] = {}
         for record_id, fields in changes.items():
-            self.updates.append((entity, record_id, dict(fields)))
-            out[record_id] = None
+            out[record_id] = self.failures.get((entity, record_id)) if fields else None
+            if out[record_id] is None:
+                self.updates.append((entity, record_id, dict(fields)))
         return out
+
+    def _count_batches(self, method: str, ids: list[int]) -> None:
+        for start in range(0, len(ids), 50):
+            self.writes.append((method, len(ids[start:start + 50])))
+
+    # -- smart-process items -----------------------------------------------------------------
+    def item_fields(self, entity_type_id: int) -> list[str]:
+        return list(self.item_userfields.get(entity_type_id, []))
+
+    def add_item_userfield(self, type_settings_id: int, spec: UserFieldSpec) -> None:
+        kind = next((t for t in self.types if t.id == type_settings_id), None)
+        if kind is None:
+            raise NotFound("", "You cannot create custom fields", method="userfieldconfig.add")
+        names = self.item_userfields.setdefault(kind.entity_type_id, [])
+        if spec.name not in names:
+            names.append(spec.name)
+
+    def add_item_userfields(self, type_settings_id: int, specs: Sequence[UserFieldSpec]
+                            ) -> dict[str, B24Error | None]:
+        for spec in specs:
+            self.add_item_userfield(type_settings_id, spec)
+        return dict.fromkeys((s.name for s in specs), None)
+
+    def add_item(self, entity_type_id: int, fields: Mapping[str, Any]) -> int:
+        self.writes.append(("crm.item.add", 1))
+        item_id = next(self._ids)
+        self.items.setdefault(entity_type_id, {})[item_id] = {"id": item_id, **dict(fields)}
+        return item_id
+
+    def update_items(self, entity_type_id: int, changes: Mapping[int, Mapping[str, Any]]
+                     ) -> dict[int, B24Error | None]:
+        self._count_batches("crm.item.update", [i for i, f in changes.items() if f])
+        table = self.items.setdefault(entity_type_id, {})
+        out: dict[int, B24Error | None] = {}
+        for item_id, fields in changes.items():
+            error = self.failures.get(("item", item_id)) if fields else None
+            if fields and error is None and item_id not in table:
+                error = NotFound("NOT_FOUND", "Element not found", method="crm.item.update")
+            out[item_id] = error
+            if error is None and fields:
+                table[item_id].update(fields)
+        return out
+
+    def find_items(self, entity_type_id: int, flt: Mapping[str, Any],
+                   select: Sequence[str] = ()) -> list[dict[str, Any]]:
+        rows = [dict(r) for _, r in sorted(self.items.get(entity_type_id, {}).items())
+                if all(str(r.get(k)) == str(v) for k, v in flt.items())]
+        if select:
+            rows = [{k: v for k, v in r.items() if k in select or k == "id"} for r in rows]
+        return rows
 
     # -- lifecycle -----------------------------------------------------------------------
     def app_info(self) -> dict[str, Any]:

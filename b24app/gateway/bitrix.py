@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from b24app.gateway.bitrix_admin import AdminCalls
+from b24app.gateway.bitrix_items import ItemCalls, ParamsFn
 from b24app.gateway.client import MAX_BATCH, BitrixClient, pages_to_rows
 from b24app.gateway.errors import B24Error, BadRequest, MethodBlocked, NotFound
 from b24app.gateway.protocol import Record
@@ -72,7 +73,7 @@ def kind_of(entity: str) -> Kind:
         raise ValueError(f"unknown entity {entity!r}; expected one of {', '.join(KINDS)}") from None
 
 
-class BitrixGateway(AdminCalls):
+class BitrixGateway(AdminCalls, ItemCalls):
     """Every ``Gateway`` operation for one portal, over one ``BitrixClient``."""
 
     def __init__(self, client: BitrixClient, *, sleep: Callable[[float], None] = time.sleep,
@@ -235,14 +236,16 @@ class BitrixGateway(AdminCalls):
                                           dict(items[start:start + MAX_BATCH])))
         return {rid: out[rid] for rid in changes}
 
-    def _update_chunk(self, method: str, chunk: dict[int, Row]) -> dict[int, B24Error | None]:
+    def _update_chunk(self, method: str, chunk: dict[int, Row],
+                      params: ParamsFn | None = None) -> dict[int, B24Error | None]:
         """One batch; commands refused with 429 wait for the reset and go again."""
+        build = params or _update_params
         out: dict[int, B24Error | None] = {}
         pending = chunk
         for attempt in range(self._block_retries + 1):
             last = attempt == self._block_retries
             try:
-                results = self._client.batch({f"u{rid}": (method, _update_params(rid, fields))
+                results = self._client.batch({f"u{rid}": (method, build(rid, fields))
                                               for rid, fields in pending.items()})
             except MethodBlocked as exc:
                 if last:

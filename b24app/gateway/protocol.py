@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -155,6 +155,28 @@ class Gateway(Protocol):
 
     def add_crm_type(self, title: str, code: str) -> CrmType:
         """Create a smart process type."""
+
+    # -- smart-process items (``crm.item.*``, user-field names UPPER_CASE) --------------------
+    def item_fields(self, entity_type_id: int) -> list[str]:
+        """Names of the user fields of a smart process's items (``UF_CRM_<id>_...``)."""
+
+    def add_item_userfield(self, type_settings_id: int, spec: UserFieldSpec) -> None:
+        """Create a user field on a smart process (its ``crm.type`` record ``id``)."""
+
+    def add_item_userfields(self, type_settings_id: int, specs: Sequence[UserFieldSpec]
+                            ) -> dict[str, B24Error | None]:
+        """Create several user fields in batches of 50; per-field outcome by name."""
+
+    def add_item(self, entity_type_id: int, fields: Mapping[str, Any]) -> int:
+        """Create an item (camelCase system fields, UPPER user fields); returns its ID."""
+
+    def update_items(self, entity_type_id: int, changes: Mapping[int, Mapping[str, Any]]
+                     ) -> dict[int, B24Error | None]:
+        """Write field changes to many items in batches of 50; per-item outcome."""
+
+    def find_items(self, entity_type_id: int, flt: Mapping[str, Any],
+                   select: Sequence[str] = ()) -> list[dict[str, Any]]:
+        """Items matching a ``crm.item.list`` filter, ascending ID (``select`` empty = all)."""
 
     def offline_events(self, *, limit: int = 50, process_id: str = "") -> OfflineBatch:
         """Reserve (or re-read, with ``process_id``) a batch of offline events."""
