@@ -6,10 +6,8 @@ Bitrix24 never retries an online delivery, so every change also lands in the off
 cleared. The order of the steps makes every crash window safe:
 
 1. after the reserve, before the ``process_id`` is saved: the records stay hidden under a
-   process we forgot. The next run adopts such orphans when the gateway can list reserved
-   batches (``event.offline.list``, see :class:`ReservationLister`); without it the cursor
-   sync still finds adds and updates, and only deletes wait until Bitrix24 expires the
-   reservation.
+   process we forgot. The next run adopts such orphans: the gateway lists the process IDs
+   holding reserved records (``event.offline.list``).
 2. after the save, before the inbox rows commit: the next run re-reads the saved batch.
 3. after the inbox rows commit, before the clear: the re-read stores nothing new: a row
    still waiting absorbs its copy (same dedup key: event, entity, ts), a finished one is
@@ -26,7 +24,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
@@ -47,14 +45,6 @@ DEFAULT_MAX_BATCHES = 20  # per run: the next scheduled run continues where this
 # A row finished this long after its change's second surely re-read it after that second
 # (the ts has one-second resolution; the rest is room for the handler's own run time).
 READ_MARGIN = timedelta(seconds=2)
-
-
-@runtime_checkable
-class ReservationLister(Protocol):
-    """A gateway that can list the process IDs holding reserved records of this app."""
-
-    def offline_reserved(self) -> list[str]:
-        """Distinct non-empty ``PROCESS_ID`` values of ``event.offline.list``."""
 
 
 @dataclass
@@ -168,8 +158,6 @@ def _forget(run: _Run, process_id: str) -> None:
 
 def _adopt_orphans(run: _Run) -> None:
     """Save reservations a run made but died before saving (crash window 1)."""
-    if not isinstance(run.gateway, ReservationLister):
-        return
     known = set(saved_batches(run.ctx, run.portal_id))
     for process_id in run.gateway.offline_reserved():
         if process_id and process_id not in known:

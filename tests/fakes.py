@@ -257,6 +257,9 @@ class FakeGateway:
         self._reserved[process_id] = [e for e in self._reserved.get(process_id, [])
                                       if e.message_id not in message_ids]
 
+    def offline_reserved(self) -> list[str]:
+        return [pid for pid, rows in self._reserved.items() if rows]
+
     def server_time(self) -> datetime:
         return self.clock()
 

@@ -109,6 +109,12 @@ class AdminCalls:
             self._client.call("event.offline.error",
                               {"process_id": process_id, "message_id": list(message_ids)})
 
+    def offline_reserved(self) -> list[str]:
+        """``event.offline.list``: process IDs holding reserved records (crash recovery)."""
+        rows = pages_to_rows(self._client.iter_offset(
+            "event.offline.list", {"filter": {"!PROCESS_ID": ""}}))
+        return sorted({str(r.get("PROCESS_ID") or "") for r in rows} - {""})
+
     # -- portal facts ------------------------------------------------------------------------
     def server_time(self) -> datetime:
         """``server.time`` as aware UTC."""

@@ -187,6 +187,9 @@ class Gateway(Protocol):
     def fail_offline(self, process_id: str, message_ids: list[str]) -> None:
         """Mark offline records as failed."""
 
+    def offline_reserved(self) -> list[str]:
+        """Process IDs that hold reserved offline records (a run that died before saving)."""
+
     def server_time(self) -> datetime:
         """The portal's clock (for skew checks)."""
 
