@@ -161,18 +161,10 @@ class ListingGateway:
 
 
 # -- fake-gateway fixtures -------------------------------------------------------------------
-class ListingFake(FakeGateway):
-    """The FakeGateway that can also list its reservations (``event.offline.list``)."""
-
-    def offline_reserved(self) -> list[str]:
-        """Process IDs with records still reserved."""
-        return [pid for pid, records in self._reserved.items() if records]
-
-
 @pytest.fixture
-def gateway() -> ListingFake:
+def gateway() -> FakeGateway:
     """The portal's fake gateway."""
-    return ListingFake()
+    return FakeGateway()
 
 
 @pytest.fixture
@@ -338,7 +330,7 @@ def test_a_run_stops_at_its_batch_cap_and_the_next_one_continues(
 
 # -- crash windows ---------------------------------------------------------------------------
 def test_window_1_a_reservation_never_saved_is_adopted(
-        ctx: AppContext, gateway: ListingFake, portal: int,
+        ctx: AppContext, gateway: FakeGateway, portal: int,
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Died after event.offline.get, before the process_id was saved: the records hide under
     a process nobody knows; the next run finds it through event.offline.list."""
@@ -352,21 +344,6 @@ def test_window_1_a_reservation_never_saved_is_adopted(
     assert (report.adopted, report.resumed, report.stored) == (1, 1, 2)
     assert [r.event for r in rows(ctx.sessions)] == ["ONCRMDEALDELETE", "ONCRMDEALUPDATE"]
     assert gateway.offline_reserved() == [] and saved_batches(ctx, portal) == []
-
-
-def test_window_1_without_listing_leaves_only_what_the_cursor_finds(
-        engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A gateway without ``offline_reserved`` cannot see the orphan: this is why the lead
-    should add it (adds and updates still come back through the cursor sync)."""
-    plain = FakeGateway()
-    ctx = make_context(engine, gateways=FakeGateways(plain))
-    portal = seed_portal(ctx.sessions)
-    plain.offline = [record(1, "ONCRMDEALDELETE", 7)]
-    crash_once(monkeypatch, offline, "_remember")
-    with pytest.raises(KeyboardInterrupt):
-        catch_up(ctx, portal, T0)
-    assert catch_up(ctx, portal, T0).records == 0
-    assert any(plain._reserved.values())  # still hidden under the forgotten process
 
 
 def test_window_2_a_saved_batch_is_re_read_after_a_crash(
