@@ -31,6 +31,7 @@ from b24app.models import Portal, PortalMode, PortalStatus
 from b24app.worker import Worker, mark_needs_reinstall
 from sync import own_writes
 from sync.cursor import sync_all
+from sync.initial import initial_import, refresh_extras
 from sync.offline import catch_up
 
 log = logging.getLogger(__name__)
@@ -193,7 +194,9 @@ def active_portals(ctx: AppContext) -> list[tuple[int, str]]:
 
 
 def recover_portal(ctx: AppContext, portal_id: int, mode: str, now: datetime) -> None:
-    """Offline catch-up, then the cursor sync (which skips what the catch-up queued)."""
+    """First sync by bulk load; then offline catch-up and the cursor sync; then extras."""
+    # After a bulk load the cursors start at ``now``: the passes below are then cheap.
+    initial_import(ctx, portal_id, now)
     # Offline events need app auth (platform doc 3.7): a webhook portal has the cursor only.
     if mode == PortalMode.LOCAL_APP.value:
         report = catch_up(ctx, portal_id, now)
@@ -201,6 +204,7 @@ def recover_portal(ctx: AppContext, portal_id: int, mode: str, now: datetime) ->
             log.info("offline catch-up of portal %s: %s records, %s new inbox rows",
                      portal_id, report.records, report.stored)
     sync_all(ctx, portal_id, now)
+    refresh_extras(ctx, portal_id, now)
 
 
 def sync_portals(ctx: AppContext) -> None:
