@@ -48,14 +48,18 @@ def _upsert(session: Session, member_id: str, domain: str) -> tuple[Portal, bool
 
 def register_install(session: Session, secrets: Cipher, *, member_id: str, domain: str,
                      client_endpoint: str, access: str, refresh: str, expires_at: datetime,
-                     application_token: str, scope: str, version: str) -> Portal:
-    """Create or refresh the portal of a verified install; tokens are stored encrypted."""
+                     application_token: str, scope: str, version: str,
+                     now: datetime | None = None) -> Portal:
+    """Create or refresh the portal of a verified install; tokens are stored encrypted.
+
+    ``now`` is the service's clock: rules judge nothing that happened before the install.
+    """
     portal, created = _upsert(session, member_id, domain)
     if not created:
         # Lock the row and read the current version, as TokenStore.save_grant does: a refresh
         # that read the old version must then fail its compare-and-swap, not clobber us.
         session.refresh(portal, attribute_names=["token_version"], with_for_update=True)
-    now = utcnow()
+    now = now or utcnow()
     if created or portal.status == PortalStatus.UNINSTALLED.value:
         portal.installed_at = now
     portal.domain = domain
@@ -75,9 +79,12 @@ def register_install(session: Session, secrets: Cipher, *, member_id: str, domai
 
 
 def register_webhook_portal(session: Session, secrets: Cipher, *, member_id: str, domain: str,
-                            client_endpoint: str, application_token: str) -> Portal:
+                            client_endpoint: str, application_token: str,
+                            now: datetime | None = None) -> Portal:
     """Pin the portal of an outgoing webhook on its first verified event (trust on first use)."""
-    portal, _ = _upsert(session, member_id, domain)
+    portal, created = _upsert(session, member_id, domain)
+    if created:
+        portal.installed_at = now or utcnow()
     portal.mode = PortalMode.WEBHOOK.value
     portal.status = PortalStatus.ACTIVE.value
     portal.client_endpoint = client_endpoint
@@ -93,7 +100,7 @@ def active_webhook_portals(session: Session) -> list[Portal]:
         Portal.status != PortalStatus.UNINSTALLED.value)))
 
 
-def uninstall(session: Session, portal: Portal, clean: bool) -> None:
+def uninstall(session: Session, portal: Portal, clean: bool, now: datetime | None = None) -> None:
     """Mark the portal uninstalled and drop its tokens; with ``clean`` purge its data rows."""
     portal.status = PortalStatus.UNINSTALLED.value
     portal.access_token_enc = None
@@ -102,7 +109,7 @@ def uninstall(session: Session, portal: Portal, clean: bool) -> None:
     portal.application_token_enc = None
     portal.expires_at = None
     portal.token_version = (portal.token_version or 0) + 1
-    portal.updated_at = utcnow()
+    portal.updated_at = now or utcnow()
     session.flush()
     if clean:
         purge_portal_data(session, portal.id)

@@ -66,7 +66,7 @@ def _accept(state: WebState, event: IncomingEvent) -> ResponseReturnValue:
         portal_id = portal.id
         if uninstall:
             # Synchronous on purpose: it needs no REST call, and the tokens must die now.
-            portals.uninstall(session, portal, clean)
+            portals.uninstall(session, portal, clean, now=ctx.clock())
         else:
             stored = store_event(session, portal_id, event, now=ctx.clock())
     if uninstall:
@@ -113,7 +113,7 @@ def _webhook_portal(session: Session, state: WebState, event: IncomingEvent,
     return portals.register_webhook_portal(
         session, state.ctx.secrets, member_id=event.member_id,
         domain=event.auth.get("domain", ""), client_endpoint=event.auth.get("client_endpoint", ""),
-        application_token=event.application_token)
+        application_token=event.application_token, now=state.ctx.clock())
 
 
 def _domain_matches_webhook_url(domain: str, webhook_url: str) -> bool:

@@ -200,7 +200,7 @@ def _register(state: WebState, grant: InstallGrant, version: str, proven: bool) 
             session, ctx.secrets, member_id=grant.member_id, domain=grant.domain,
             client_endpoint=grant.client_endpoint, access=grant.access, refresh=grant.refresh,
             expires_at=expires_at, application_token=grant.application_token,
-            scope=grant.scope, version=version)
+            scope=grant.scope, version=version, now=ctx.clock())
         return portal.id
 
 

@@ -1,4 +1,4 @@
-"""``b24app demo``: the main job end to end on an embedded demo portal (no portal, no network)."""
+"""Read the whole portal back through fast-bitrix24 and summarise it honestly (in Russian)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import TextIO
 from zoneinfo import ZoneInfo
 
 from b24app.gateway.client import BitrixClient
@@ -111,25 +110,3 @@ def summary_lines(read: PortalRead, now: datetime) -> list[str]:
         lines.append(f"  {rep.full_name:<28} {_money(per_rep[rep.id]):>16}  "
                      f"клиентов с покупками: {len(clients[rep.id])}")
     return lines
-
-
-def run_demo(*, seed: int = 1, out: TextIO) -> int:
-    """Start the demo portal, read it back through the gateway, print the summary."""
-    from b24emu.cli import build_server
-
-    started = time.perf_counter()
-    server = build_server(dataset="demo", seed=seed, limits=True)
-    build_seconds = time.perf_counter() - started
-    server.start()
-    client = BitrixClient(server.portal.webhook_url, requests_per_second=2.0, burst=50)
-    try:
-        print(f"Демо-портал НОИС: эмулятор Bitrix24 на {server.url} (набор demo, seed {seed}, "
-              f"построен за {build_seconds:.1f} с; лимиты облака включены).", file=out)
-        read = read_portal(client)
-        now = server.portal.clock.now()
-        for line in summary_lines(read, now):
-            print(line, file=out)
-    finally:
-        client.close()
-        server.stop()
-    return 0
