@@ -12,13 +12,13 @@ import time
 from datetime import datetime
 from typing import TextIO
 
-from b24app.demo.kpi_table import kpi_table
 from b24app.demo.portal_read import read_portal, summary_lines
 from b24app.demo.readback import readback_lines
 from b24app.demo.scenario import cast_of, working_day
 from b24app.demo.stack import BURST, RATE, DemoStack
 from b24app.gateway.client import BitrixClient
 from b24app.kpi_jobs import compute_and_write
+from b24app.kpi_table import kpi_table
 from b24app.nps.crm_field import run_crm_field
 from kpi.periods import month_of
 from sync.initial import initial_import
