@@ -9,6 +9,7 @@ read, while a second edit in the same second is not lost.
 from __future__ import annotations
 
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 from sqlalchemy import Insert
@@ -21,19 +22,21 @@ from b24app.models import InboxEvent, InboxSource, InboxStatus
 _FINISHED = (InboxStatus.DONE.value, InboxStatus.IGNORED.value)
 
 
-def _upsert(session: Session, values: dict[str, Any], now: datetime) -> Insert:
-    dialect = session.get_bind().dialect.name
+@cache
+def _upsert(dialect: str) -> Insert:
+    """The upsert statement of a dialect, built once (values are bound per execution)."""
     module: Any = {"postgresql": postgresql, "sqlite": sqlite}.get(dialect)
     if module is None:
         raise NotImplementedError(f"inbox upsert on {dialect} is not supported")
-    statement = module.insert(InboxEvent).values(values)
-    reopen = {"status": InboxStatus.PENDING.value, "next_attempt_at": now, "attempts": 0,
-              "last_error": None, "outcome": None, "locked_by": None, "locked_until": None,
-              "processed_at": None, "data": statement.excluded.data,
-              "by_user": statement.excluded.by_user}
+    statement = module.insert(InboxEvent)
+    excluded = statement.excluded
+    reopen = {"status": InboxStatus.PENDING.value, "next_attempt_at": excluded.next_attempt_at,
+              "attempts": 0, "last_error": None, "outcome": None, "locked_by": None,
+              "locked_until": None, "processed_at": None, "data": excluded.data,
+              "by_user": excluded.by_user}
     upsert: Insert = statement.on_conflict_do_update(
         index_elements=["portal_id", "dedup_key"], set_=reopen,
-        where=InboxEvent.status.in_(_FINISHED))
+        where=InboxEvent.status.in_(_FINISHED)).returning(InboxEvent.id)
     return upsert
 
 
@@ -46,6 +49,6 @@ def store_event(session: Session, portal_id: int, event: IncomingEvent, *, now: 
         "data": event.data, "by_user": event.by_user, "status": InboxStatus.PENDING.value,
         "attempts": 0, "next_attempt_at": now, "received_at": now,
     }
-    statement = _upsert(session, values, now).returning(InboxEvent.id)
+    statement = _upsert(session.get_bind().dialect.name)
     # RETURNING yields no row when the conflict left the row alone (pending/processing/dead).
-    return session.execute(statement).scalar_one_or_none() is not None
+    return session.execute(statement, values).scalar_one_or_none() is not None
