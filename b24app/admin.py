@@ -392,12 +392,40 @@ def _remote_checks(ctx: AppContext, portal: Portal, name: str) -> Iterator[Check
     yield Check(f"{name} clock", Level.FAIL if skew > MAX_SKEW.total_seconds() else Level.OK,
                 f"server.time differs from ours by {remote.skew_seconds:+.0f} s "
                 f"(limit ±{MAX_SKEW.total_seconds():.0f} s)")
+    yield from _calendar_check(ctx, portal, name)
     if expected_bindings(ctx.settings):
         bound = Level.FAIL if remote.events_missing else Level.OK
         detail = f"{remote.events_bound} of {len(expected_bindings(ctx.settings))} bound"
         if remote.events_missing:
             detail += f"; missing: {', '.join(remote.events_missing)} (run `b24app bind-events`)"
         yield Check(f"{name} events", bound, detail)
+
+
+def _calendar_check(ctx: AppContext, portal: Portal, name: str) -> Iterator[Check]:
+    """The portal's own calendar (``calendar.settings.get``) against the production calendar.
+
+    Conflicts are reported for the admin to settle, never guessed away: the SLA follows the
+    configured calendar.
+    """
+    from b24app.calendar_rules import rules_from_settings
+    from kpi.calendar import compare_portal_settings
+
+    try:
+        settings = ctx.gateways.for_portal(portal.id).calendar_settings()
+    except B24Error as exc:
+        yield Check(f"{name} calendar", Level.WARN, f"calendar.settings.get failed: {exc.code}")
+        return
+    year = ctx.clock().astimezone(ctx.settings.calendar.tzinfo).year
+    conflicts = compare_portal_settings(rules_from_settings(ctx.settings.calendar), settings,
+                                        year)
+    if not conflicts:
+        yield Check(f"{name} calendar", Level.OK, f"the portal's calendar agrees for {year}")
+        return
+    shown = "; ".join(conflicts[:3]) + (f"; and {len(conflicts) - 3} more"
+                                        if len(conflicts) > 3 else "")
+    yield Check(f"{name} calendar", Level.WARN,
+                f"{len(conflicts)} difference(s) from the production calendar in {year}: "
+                f"{shown}")
 
 
 def _scope_check(name: str, state: PortalState) -> Iterator[Check]:
