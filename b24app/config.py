@@ -259,6 +259,7 @@ DEFAULT_STOP_WORDS: tuple[str, ...] = ("Задача", "Вопрос", "Сроч
 DEFAULT_KPI_TARGETS: Mapping[str, float] = MappingProxyType({
     "return_rate": 70.0,
     "nps": 70.0,
+    "nps_coverage": 100.0,
     "new_active_clients": 15.0,
     "visits": 30.0,
     "crm_freshness": 95.0,
@@ -285,6 +286,33 @@ def _kpi_targets(value: Any) -> Mapping[str, float]:
         except ConfigError as exc:
             raise ConfigError(f"{name}: {exc}") from None
     return MappingProxyType(merged)
+
+
+def _recognition_rules(value: Any) -> Mapping[str, Any]:
+    # Validated here, with the KPI module's own parser, so a typo stops the service at start.
+    from kpi.definitions import RecognitionRules
+
+    if not isinstance(value, dict):
+        raise ConfigError(f"expected a table of rule = value, got {_type_name(value)}")
+    try:
+        RecognitionRules.from_mapping(value)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    return MappingProxyType(dict(value))
+
+
+def _sales_plans(value: Any) -> Mapping[str, float]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"expected a table of user ID = monthly plan, got {_type_name(value)}")
+    plans: dict[str, float] = {}
+    for user, plan in value.items():
+        if not str(user).isdigit():
+            raise ConfigError(f"plan key {user!r}: expected a Bitrix24 user ID")
+        try:
+            plans[str(user)] = _float(ge=0)(plan)
+        except ConfigError as exc:
+            raise ConfigError(f"plan of user {user}: {exc}") from None
+    return MappingProxyType(plans)
 
 
 NO_SECRET = Secret()
@@ -426,6 +454,18 @@ class KpiSettings:
         default_factory=lambda: DEFAULT_KPI_TARGETS,
         hash=False,  # a mapping is unhashable; Settings should stay usable as a cache key
         metadata=meta(_kpi_targets, "toml"),
+    )
+    sales_department_ids: tuple[int, ...] = field(
+        default=(), metadata=meta(_list(_int(1)), "list")
+    )
+    include_head: bool = field(default=False, metadata=meta(_bool, "bool"))
+    plans: Mapping[str, float] = field(
+        default_factory=lambda: MappingProxyType({}), hash=False,
+        metadata=meta(_sales_plans, "toml"),
+    )
+    rules: Mapping[str, Any] = field(
+        default_factory=lambda: MappingProxyType({}), hash=False,
+        metadata=meta(_recognition_rules, "toml"),
     )
 
 

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from b24app import outbox
 from b24app.calendar_rules import calendar_from_settings
+from b24app.config import Settings
 from b24app.context import AppContext
 from b24app.db import session_scope
 from b24app.gateway.errors import AuthRevoked
@@ -50,6 +51,19 @@ class Report:
                 "writeback": None if self.writeback is None else self.writeback.as_dict()}
 
 
+def compute_options(settings: Settings) -> Any:
+    """The compute's options from ``[kpi]``: recognition rules, plans, the sales department."""
+    from decimal import Decimal
+
+    from kpi.compute import ComputeOptions
+    from kpi.definitions import RecognitionRules
+
+    kpi = settings.kpi
+    return ComputeOptions(rules=RecognitionRules.from_mapping(kpi.rules),
+                          plans={int(user): Decimal(str(plan)) for user, plan in kpi.plans.items()},
+                          department_ids=kpi.sales_department_ids, include_head=kpi.include_head)
+
+
 def _period(ctx: AppContext, period: Period | str) -> Period:
     tz = ctx.settings.calendar.timezone
     return Period.parse(period, tz) if isinstance(period, str) else period
@@ -63,7 +77,7 @@ def compute_and_write(ctx: AppContext, portal_id: int, period: Period | str, now
 
     settings, period = ctx.settings, _period(ctx, period)
     calendar = calendar_from_settings(settings.calendar)
-    extra = {} if options is None else {"options": options}
+    extra = {"options": compute_options(settings) if options is None else options}
     with session_scope(ctx.sessions) as session:
         rows, companies = compute.compute_period(session, portal_id, period, now=now,
                                                  settings=settings.kpi, calendar=calendar,
