@@ -83,7 +83,11 @@ def pages(url: str, method: str) -> list[Row]:
 @pytest.fixture(scope="module")
 def rest(demo: EmulatorServer) -> dict[str, list[Row]]:
     """The raw rows the check needs, read straight from the portal."""
-    url = demo.portal.webhook_url
+    return read_rest(demo.portal.webhook_url)
+
+
+def read_rest(url: str) -> dict[str, list[Row]]:
+    """Deals, companies, contacts, activities, users and departments over plain REST."""
     return {
         "deals": listing(url, "crm.deal.list", ["ID", "STAGE_SEMANTIC_ID", "OPPORTUNITY",
                                                 "CLOSEDATE", "COMPANY_ID", "CONTACT_ID",
@@ -286,3 +290,51 @@ def test_bulk_row_values_match_the_mirror(demo: EmulatorServer) -> None:
                 mirror.row_values(entity, r) for r in page], entity
     finally:
         client.close()
+
+
+def test_what_the_service_wrote_into_the_portal_agrees() -> None:
+    """Install the app, let it compute and write back, then read the portal's company cards
+    and KPI items over REST and hold them against the second implementation."""
+    from b24app.demo.stack import DemoStack
+    from b24app.kpi_jobs import compute_and_write
+    from b24app.nps.crm_field import run_crm_field
+    from sync.initial import initial_import
+
+    with DemoStack(seed=1) as stack:
+        portal_id = stack.install()
+        now = stack.ctx.clock()
+        assert now == NOW
+        initial_import(stack.ctx, portal_id, now)
+        run_crm_field(stack.ctx, portal_id)
+        report = compute_and_write(stack.ctx, portal_id, "2026-11", now)
+        assert report.writeback is not None and report.writeback.ok
+        url = stack.portal.webhook_url
+        stack.portal.limits.enabled = False  # the plain reader below pages 50 rows a request
+        expected, metrics = independent(read_rest(url), "2026-11", NOW)
+        cards = listing(url, "crm.company.list", ["ID", "UF_CRM_NOIS_LTV",
+                                                  "UF_CRM_NOIS_LTV_12M",
+                                                  "UF_CRM_NOIS_NPS_LAST", "UF_CRM_NOIS_SHARE"])
+        types = requests.post(url + "crm.type.list", json={}, timeout=30).json()["result"]
+        kind = next(t for t in types["types"] if t["code"] == "nois_kpi")
+        items = requests.post(url + "crm.item.list", json={
+            "entityTypeId": kind["entityTypeId"], "useOriginalUfNames": "Y",
+            "select": ["*", "UF_*"]}, timeout=30).json()["result"]["items"]
+    for card in cards:
+        want = metrics[int(card["ID"])]
+        assert Decimal(card["UF_CRM_NOIS_LTV"]) == want.ltv, card["ID"]
+        assert Decimal(card["UF_CRM_NOIS_LTV_12M"]) == want.ltv_12m, card["ID"]
+        nps = card["UF_CRM_NOIS_NPS_LAST"]
+        assert (None if nps in (None, "") else int(nps)) == want.nps_last, card["ID"]
+        share = card["UF_CRM_NOIS_SHARE"]
+        assert (None if share in (None, "") else Decimal(share)) == (
+            None if want.nois_share is None else
+            (want.nois_share * 100).quantize(Decimal("0.01"), ROUND_HALF_UP)), card["ID"]
+    prefix = f"UF_CRM_{kind['id']}_"
+    assert len(items) == 6
+    for item in items:
+        rep = int(item["assignedById"])
+        for kpi in ("sales_volume", "visits", "new_active_clients", "return_rate", "ltv"):
+            written = item[f"{prefix}{kpi.upper()}_VALUE"]
+            want_value = expected[rep, kpi]
+            got = None if written in (None, "") else Decimal(str(written))
+            assert got == (None if want_value is None else Decimal(want_value)), (rep, kpi)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import tempfile
 import threading
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -49,7 +50,7 @@ class DemoStack:
         emu = EmuPortal(PortalConfig(seed=seed, limits=LimitSettings(burst=BURST, rate=RATE)))
         build_dataset(emu, "demo", seed=seed)
         # Time stands still unless the demo moves it, on the portal and in the service alike.
-        emu.clock.set(emu.clock.now(), frozen=True)
+        emu.clock.set(datetime.fromisoformat(emu.anchor), frozen=True)
         self.emulator = EmulatorServer(emu)
         self._tmp = tempfile.TemporaryDirectory(prefix="b24app-demo-")
         self._dispatch = _Dispatch()
