@@ -26,7 +26,7 @@ class ItemCalls:
         def _update_chunk(self, method: str, chunk: dict[int, Row],
                           params: ParamsFn | None = None) -> dict[int, B24Error | None]:
             """Provided by ``BitrixGateway``: one batch with the 429 waits."""
-            raise NotImplementedError
+            ...
 
     def item_fields(self, entity_type_id: int) -> list[str]:
         """``crm.item.fields`` → the UPPER names of the items' user fields."""
