@@ -246,7 +246,8 @@ def start_clock(session: Session, rules: Rules, *, portal_id: int, policy: str,
             "requester_id": requester_id, "started_at": started_at,
             "target_minutes": rules.policy.target_minutes, "warn_at": warn_at,
             "due_at": due_at, "state": RUNNING, "updated_at": now,
-        }, ["portal_id", "policy", "subject_id", "started_at"]).returning(SlaClock.id)
+        }, ["portal_id", "policy", "subject_type", "subject_id", "started_at"]
+        ).returning(SlaClock.id)
         clock_id = session.execute(statement).scalar_one_or_none()
         if clock_id is not None:
             clock = session.get_one(SlaClock, clock_id)

@@ -58,7 +58,8 @@ class SlaClock(Base):
 
     __tablename__ = "sla_clocks"
     __table_args__ = (
-        UniqueConstraint("portal_id", "policy", "subject_id", "started_at",
+        # A deal and a company may share an ID: the subject's type is part of its identity.
+        UniqueConstraint("portal_id", "policy", "subject_type", "subject_id", "started_at",
                          name="uq_sla_clocks_subject_start"),
         CheckConstraint(in_values("state", ClockState), name="state"),
         Index("ix_sla_clocks_running", "state", "due_at"),
