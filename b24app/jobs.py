@@ -24,6 +24,7 @@ from b24app.worker import Worker, mark_needs_reinstall
 from handlers.registry import Registry, build_registry
 from handlers.sla import sla_hook
 from handlers.task_format import task_format_hook
+from sync.sla_ticker import refresh_missing
 from sync.sla_ticker import tick as sla_tick
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,17 @@ def sla_minute(ctx: AppContext) -> None:
     """Warn and breach due clocks, then send every due notification in the same minute."""
     now = ctx.clock()
     sla_tick(ctx, now)
-    outbox.send_due(ctx.sessions, ctx.gateways.for_portal, now)
+    calendar = calendar_from_settings(ctx.settings.calendar)
+    outbox.send_due(ctx.sessions, ctx.gateways.for_portal, now,
+                    next_working=calendar.next_working_instant)
+
+
+def sla_refresh(ctx: AppContext) -> None:
+    """Give a clock to mirrored tasks whose creation event was lost (a net under the hooks)."""
+    now = ctx.clock()
+    for portal_id, _mode in active_portals(ctx):
+        _per_portal(ctx, portal_id, "sla-refresh",
+                    lambda pid: refresh_missing(ctx, pid, now))
 
 
 def nps_daily(ctx: AppContext) -> None:
@@ -70,6 +81,8 @@ def register_product_jobs(scheduler: Scheduler, ctx: AppContext) -> None:
     cron = ctx.settings.scheduler
     scheduler.register_job("sla", lambda: sla_minute(ctx), scheduler.interval(minutes=1),
                            run_at_start=True)
+    scheduler.register_job("sla-refresh", lambda: sla_refresh(ctx),
+                           scheduler.interval(minutes=cron.sync_minutes))
     scheduler.register_job("kpi-nightly", lambda: kpi_jobs.nightly(ctx),
                            scheduler.cron(cron.kpi_cron))
     scheduler.register_job("kpi-digest", lambda: kpi_jobs.weekly_digests(ctx),

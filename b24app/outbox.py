@@ -1,8 +1,9 @@
 """The notification outbox: enqueue once per tag, send when due, batch several into one message.
 
-A row's first message line is its one-line summary: when several notifications of a
-batchable kind fall due for one user at once, they go out as one message made of a header
-and those lines (one breach notice to the РОП instead of five).
+A row's first message line is its one-line summary, and a last line that is a bare URL is
+its link: when several notifications of a batchable kind fall due for one user at once,
+they go out as one message made of a header and those summaries, each with its link (one
+breach notice to the РОП instead of five, every task still one click away).
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import groupby
+from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import CursorResult, delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from b24app.db import insert_ignoring_conflict
@@ -25,10 +27,31 @@ log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 10
 RETRY_AFTER = timedelta(minutes=5)
+# The target is configurable ([sla] target_minutes), so a header never names it; each
+# summary line says how long the request waited.
 BATCH_HEADERS = {
-    "sla_breach": "Нарушен срок ответа (2 рабочих часа) — {n}:",
+    "sla_breach": "Нарушен срок ответа — {n}:",
     "sla_warning": "Скоро истечёт срок ответа — {n}:",
 }
+
+
+def _requests(n: int) -> str:
+    """«1 обращение», «3 обращения», «5 обращений»."""
+    if n % 10 == 1 and n % 100 != 11:
+        return f"{n} обращение"
+    if 2 <= n % 10 <= 4 and not 12 <= n % 100 <= 14:
+        return f"{n} обращения"
+    return f"{n} обращений"
+
+
+def _batch_lines(message: str) -> list[str]:
+    """A row's summary as a list item, and its link (a last line that is a bare URL)."""
+    lines = message.strip().splitlines() or [""]
+    item = [f"• {lines[0]}"]
+    last = lines[-1].strip()
+    if len(lines) > 1 and last.startswith(("https://", "http://")) and " " not in last:
+        item.append(f"  {last}")
+    return item
 
 
 @dataclass(frozen=True)
@@ -54,6 +77,18 @@ def enqueue(session: Session, *, portal_id: int, user_id: int, kind: str, tag: s
     return session.execute(statement).scalar_one_or_none() is not None
 
 
+def withdraw(session: Session, *, clock_id: int, kind: str) -> int:
+    """Drop a clock's unsent notifications of ``kind``; how many went.
+
+    A warning queued outside working hours must not reach a responsible who has answered
+    (or handed the task over) by the morning.
+    """
+    result = session.execute(delete(Notification).where(
+        Notification.clock_id == clock_id, Notification.kind == kind,
+        Notification.sent_at.is_(None)))
+    return cast(CursorResult[Any], result).rowcount
+
+
 def plan(rows: list[Notification]) -> list[Outgoing]:
     """Group due rows per portal, user and kind; batchable kinds become one message."""
     out: list[Outgoing] = []
@@ -61,8 +96,8 @@ def plan(rows: list[Notification]) -> list[Outgoing]:
     for (portal_id, user_id, kind), group in groupby(sorted(rows, key=key), key=key):
         items = sorted(group, key=lambda r: r.id)
         if kind in BATCH_HEADERS and len(items) > 1:
-            lines = [BATCH_HEADERS[kind].format(n=len(items))]
-            lines += [f"• {r.message.splitlines()[0]}" for r in items]
+            lines = [BATCH_HEADERS[kind].format(n=_requests(len(items)))]
+            lines += [line for r in items for line in _batch_lines(r.message)]
             tag = f"{kind}-batch-{items[0].id}"
             out.append(Outgoing(portal_id, user_id, tag, "\n".join(lines),
                                 tuple(r.id for r in items)))
@@ -72,8 +107,12 @@ def plan(rows: list[Notification]) -> list[Outgoing]:
 
 
 def send_due(sessions: sessionmaker[Session], gateway_for: Callable[[int], Gateway],
-             now: datetime, *, limit: int = 500) -> int:
-    """Send every due notification; returns how many messages went out."""
+             now: datetime, *, limit: int = 500,
+             next_working: Callable[[datetime], datetime] | None = None) -> int:
+    """Send every due notification; returns how many messages went out.
+
+    ``next_working`` (the calendar's next working instant) keeps retries in working hours.
+    """
     with sessions() as session:
         rows = list(session.scalars(
             select(Notification).where(Notification.sent_at.is_(None),
@@ -92,7 +131,8 @@ def send_due(sessions: sessionmaker[Session], gateway_for: Callable[[int], Gatew
                 else:
                     row.attempts += 1
                     row.last_error = error[:500]
-                    row.not_before = now + RETRY_AFTER
+                    retry = now + RETRY_AFTER
+                    row.not_before = next_working(retry) if next_working else retry
         sent += error is None
     return sent
 

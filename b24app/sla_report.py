@@ -102,7 +102,7 @@ class _Wording:
 
     def _started(self, d: dict[str, Any]) -> str:
         trigger = str(d.get("trigger"))
-        return "старт отсчёта: " + sla.TRIGGER_NAMES.get(trigger, trigger)
+        return "старт отсчёта: " + sla.trigger_name(trigger, self.clock.subject_type, trigger)
 
     def _warned(self, d: dict[str, Any]) -> str:
         return ("предупреждение исполнителю (отправка не раньше "
@@ -110,7 +110,10 @@ class _Wording:
 
     def _breached(self, d: dict[str, Any]) -> str:
         notified = d.get("notified", [])
-        return "срок нарушен: уведомлены " + ", ".join(self._name(u) for u in notified)
+        text = "срок нарушен: уведомлены " + ", ".join(self._name(u) for u in notified)
+        if d.get("late"):
+            text += f" (отсчёт остановлен позже срока, {_when(d.get('stopped_at'), self.calendar)})"
+        return text
 
     def _verified(self, d: dict[str, Any]) -> str:
         if "unverified" in d:
@@ -118,15 +121,20 @@ class _Wording:
         return "проверка по источнику: реакции нет (" + ", ".join(
             f"{k}: {v}" for k, v in d.items()) + ")"
 
+    def _stop_note(self, d: dict[str, Any]) -> str:
+        return "; предупреждение отозвано" if d.get("warning_withdrawn") else ""
+
     def _answered(self, d: dict[str, Any]) -> str:
         found = f"; {SOURCES[d['source']]}" if d.get("source") in SOURCES else ""
-        return f"ответ: {_reason(d)}, {d.get('working_minutes', 0):g} рабочих мин{found}"
+        return (f"ответ: {_reason(d)}, {d.get('working_minutes', 0):g} рабочих мин{found}"
+                f"{self._stop_note(d)}")
 
     def _reassigned(self, d: dict[str, Any]) -> str:
-        return "передано исполнителю " + self._name(d.get("to_responsible"))
+        role = "исполнителю" if self.clock.subject_type == "task" else "ответственному"
+        return f"передано {role} {self._name(d.get('to_responsible'))}{self._stop_note(d)}"
 
     def _cancelled(self, d: dict[str, Any]) -> str:
-        return f"отменено: {_reason(d)}"
+        return f"отменено: {_reason(d)}{self._stop_note(d)}"
 
     def _rescored(self, d: dict[str, Any]) -> str:
         return (f"пересчитано: срок {_when(d.get('due_at_before'), self.calendar)} → "

@@ -97,10 +97,14 @@ def task_link(domain: str, user_id: int, task_id: int) -> str:
     return f"https://{host}/company/personal/user/{user_id}/tasks/task/view/{task_id}/"
 
 
-def codes_tag(task_id: int, codes: Collection[str]) -> str:
-    """The notification tag: once per task and set of codes (Bitrix24 replaces a same tag)."""
+def codes_tag(task_id: int, codes: Collection[str], comment_id: int = 0) -> str:
+    """The notification tag: once per remark (its codes and its comment ID).
+
+    The comment ID tells a violation broken again after its fix (a new remark, so a new
+    notification) from the same remark seen twice; the outbox keeps one row per tag.
+    """
     digest = hashlib.sha256(",".join(sorted(codes)).encode()).hexdigest()[:12]
-    return f"task-format-{task_id}-{digest}"
+    return f"task-format-{task_id}-{digest}" + (f"-{comment_id}" if comment_id else "")
 
 
 def task_format_hook(ctx: HandlerContext, event: ClaimedEvent, change: MirrorChange) -> None:
@@ -178,7 +182,7 @@ def _act(run: _Run, actions: Actions, row: TaskFormatCheck) -> None:
             link = task_link(portal.domain if portal else "", responsible or task.created_by,
                              task.id)
             outbox.enqueue(session, portal_id=portal_id, user_id=task.created_by, kind=KIND,
-                           tag=codes_tag(task.id, codes),
+                           tag=codes_tag(task.id, codes, row.comment_id or 0),
                            message=notify_text(task.id, task.title, actions.comment, link,
                                                returned=actions.return_to_creator),
                            not_before=now, now=now, task_id=task.id)

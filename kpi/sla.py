@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Literal, Protocol
 
 from kpi.calendar import WorkingCalendar
+from kpi.task_format import is_service_text
 
 Stage = Literal["running", "warn", "breach"]
 ReactionKind = Literal["comment", "status", "deadline", "activity", "stage"]
@@ -31,6 +32,8 @@ HISTORY_REACTIONS: Mapping[str, ReactionKind] = {
     "STATUS": "status", "REAL_STATUS": "status", "DEADLINE": "deadline", "COMMENT": "comment",
 }
 CLOSED_STATUSES = frozenset({4, 5})  # awaiting control, completed (platform doc 5.5)
+# How far a COMMENT history line may lie from the service's own comment to be its twin.
+_TWIN_SECONDS = 60
 
 # CRM enums (platform doc 5.3 and 5.1).
 CALL, EMAIL = 2, 4
@@ -95,22 +98,48 @@ class Reaction:
     source: str = ""
 
 
+def _service_comments(comments: Iterable[CommentLike]) -> list[CommentLike]:
+    """The service's own remarks among the comments (recognised by their text)."""
+    return [c for c in comments if is_service_text(str(getattr(c, "message", "") or ""))]
+
+
+def _twin_of(entry: HistoryLike, own: Sequence[CommentLike]) -> bool:
+    """Whether a COMMENT history line logs one of the service's own comments."""
+    value = getattr(entry, "to_value", None)
+    at = entry.created_at
+    for comment in own:
+        if value is not None and value == str(getattr(comment, "id", "")):
+            return True
+        posted = comment.posted_at
+        if (comment.author_id == entry.user_id and at is not None and posted is not None
+                and abs((at - posted).total_seconds()) <= _TWIN_SECONDS):
+            return True
+    return False
+
+
 def first_reaction(history: Iterable[HistoryLike], comments: Iterable[CommentLike],
                    responsible_id: int, since: datetime) -> Reaction | None:
     """The earliest comment, status or deadline change by the responsible at or after ``since``.
 
     Entries by anyone else (the creator moving the deadline, an auditor's comment) and
-    entries before ``since`` (reactions of an earlier responsible) do not count.
+    entries before ``since`` (reactions of an earlier responsible) do not count. Neither do
+    the service's own remarks, nor their COMMENT history lines: Bitrix24 signs them with the
+    installer's account, which may well be the responsible's.
     """
+    comments = list(comments)
+    own = _service_comments(comments)
     found: list[Reaction] = []
     for entry in history:
-        kind = HISTORY_REACTIONS.get(entry.field.upper())
+        field = entry.field.upper()
+        kind = HISTORY_REACTIONS.get(field)
         at = entry.created_at
-        if kind and entry.user_id == responsible_id and at is not None and at >= since:
-            found.append(Reaction(at, kind, f"history:{entry.field.upper()}"))
+        if (kind and entry.user_id == responsible_id and at is not None and at >= since
+                and not (field == "COMMENT" and own and _twin_of(entry, own))):
+            found.append(Reaction(at, kind, f"history:{field}"))
     for comment in comments:
         at = comment.posted_at
-        if comment.author_id == responsible_id and at is not None and at >= since:
+        if (comment.author_id == responsible_id and at is not None and at >= since
+                and not any(comment is o for o in own)):
             found.append(Reaction(at, "comment", "comment"))
     # On a tie the comment list wins over its COMMENT history twin: both say "comment".
     return min(found, key=lambda r: (r.at, r.source != "comment"), default=None)
@@ -309,10 +338,14 @@ def _plural(n: int, one: str, few: str, many: str) -> str:
 
 
 def duration_text(minutes: float) -> str:
-    """«2 рабочих часа», «1,5 рабочего часа», «45 рабочих минут», «3 ч 20 мин рабочего времени»."""
+    """«2 рабочих часа», «1,5 рабочего часа», «45 рабочих минут», «3 ч 20 мин рабочего времени».
+
+    The phrase is a duration («нет ответа 21 рабочую минуту»): the accusative, which for
+    the feminine «минута» differs from the nominative in the singular.
+    """
     whole = round(minutes)
     if whole < 60:
-        return f"{whole} " + _plural(whole, "рабочая минута", "рабочие минуты", "рабочих минут")
+        return f"{whole} " + _plural(whole, "рабочую минуту", "рабочие минуты", "рабочих минут")
     hours, rest = divmod(whole, 60)
     if rest == 0:
         return f"{hours} " + _plural(hours, "рабочий час", "рабочих часа", "рабочих часов")
@@ -326,7 +359,16 @@ SUBJECT_NAMES = {"task": "Задача", "deal": "Сделка", "company": "К�
 TRIGGER_NAMES = {"created": "задача поставлена", "reassigned": "задача передана исполнителю",
                  "deal": "сделка создана", "email": "входящее письмо",
                  "call": "входящий звонок"}
+# A deal or company changes hands too: it is not «задача» and has no «исполнитель».
+CRM_TRIGGER_NAMES = {"reassigned": "передано другому ответственному"}
 TITLE_LIMIT = 60
+
+
+def trigger_name(trigger: str, subject_type: str, default: str = "отсчёт начат") -> str:
+    """What started a clock, in Russian, for a task or a CRM subject."""
+    if subject_type != "task" and trigger in CRM_TRIGGER_NAMES:
+        return CRM_TRIGGER_NAMES[trigger]
+    return TRIGGER_NAMES.get(trigger, default)
 
 
 def moment_text(moment: datetime, calendar: WorkingCalendar) -> str:
@@ -365,6 +407,7 @@ class Notice:
     warn_minutes: float
     link: str
     head: str = ""
+    outcome: str = ""  # a breach noticed after the clock stopped: how it ended (late_outcome)
 
 
 def _label(notice: Notice) -> str:
@@ -383,7 +426,7 @@ def _no_answer(notice: Notice) -> str:
 
 
 def _origin(notice: Notice, calendar: WorkingCalendar) -> str:
-    what = TRIGGER_NAMES.get(notice.trigger, "отсчёт начат").capitalize()
+    what = trigger_name(notice.trigger, notice.subject[0]).capitalize()
     text = f"{what} {moment_text(notice.started_at, calendar)}"
     if notice.requester and notice.subject[0] == "task":
         text += f" (постановщик: {notice.requester})"
@@ -406,14 +449,29 @@ def warning_text(notice: Notice, calendar: WorkingCalendar) -> str:
         _origin(notice, calendar), _how_to_answer(notice), notice.link))
 
 
+def late_outcome(subject: Subject, reason: str, at: datetime, calendar: WorkingCalendar) -> str:
+    """How a clock that stopped after its due instant ended, for its (late) breach notice."""
+    when = moment_text(at, calendar)
+    task = subject[0] == "task"
+    if reason == "reassigned":
+        return (f"Задача передана другому исполнителю {when}." if task
+                else f"Передано другому ответственному {when}.")
+    if reason == "closed":
+        return f"Задача закрыта {when} без ответа исполнителя."
+    return f"Ответ получен с опозданием: {when}."
+
+
 def breach_text(notice: Notice, calendar: WorkingCalendar, *, to_responsible: bool) -> str:
     """The breach notice to the РОП or the responsible; the first line is the summary."""
     lines = [f"{_label(notice)} — {_no_answer(notice)} {duration_text(notice.target_minutes)} "
              f"({_role(notice)}: {notice.responsible})",
              f"Срок ответа истёк {moment_text(notice.due_at, calendar)}. "
              f"{_origin(notice, calendar)}"]
+    if notice.outcome:
+        lines.append(notice.outcome)
     if to_responsible:
-        lines.append(_how_to_answer(notice))
+        if not notice.outcome:
+            lines.append(_how_to_answer(notice))
         if notice.head:
             lines.append(f"Руководитель уведомлён: {notice.head}.")
     lines.append(notice.link)

@@ -291,6 +291,16 @@ def fixed_text() -> str:
     return FIXED
 
 
+def is_service_text(text: str) -> bool:
+    """Whether a task comment is one of this service's remarks or confirmations.
+
+    The service posts with the installer's account, so the author says nothing; the text
+    does: a remark opens with :data:`REGULATION`, a confirmation is exactly :data:`FIXED`.
+    """
+    stripped = text.strip()
+    return stripped == FIXED or stripped.startswith(REGULATION)
+
+
 def notify_text(task_id: int, title: str, violations: Iterable[Violation], link: str, *,
                 returned: bool = False) -> str:
     """The creator's notification; its first line is its summary (outbox batching)."""

@@ -7,6 +7,12 @@ comments, CRM activities and the deal): a reaction the hooks missed stops the cl
 answered at its real time, and nobody is notified. The tick may run late (the worker was
 down): one pass handles everything overdue, and the clock's own marks (``warned_at``,
 ``breached_at``) plus the outbox's unique tags keep every notification to one.
+
+A breach is a fact of the due instant, not of the tick: a clock that stops after its due
+instant without a breach notice (the reaction came while the worker was down or the
+source could not be read, a hook stopped it first, the task was closed or handed over
+late) still gets its breach notice, saying how it ended. A warning still queued when its
+clock stops is withdrawn: nobody is warned about a task they have answered.
 """
 
 from __future__ import annotations
@@ -54,6 +60,8 @@ REFRESH_LOOKBACK = timedelta(days=7)
 # How long past a stage an unreadable source may hold its notification back: a warning
 # or a breach an hour late, unverified, beats silence while the portal misbehaves.
 VERIFY_GRACE = timedelta(hours=1)
+# How far back a clock that stopped after its due instant still gets its missed breach.
+LATE_WINDOW = timedelta(days=7)
 
 
 # ---------------------------------------------------------------- rules of one run
@@ -274,8 +282,21 @@ def stop_clock(session: Session, rules: Rules, clock: SlaClock, *, kind: str, at
     clock.stopped_at, clock.stop_reason = stopped, reason
     clock.working_minutes = round(minutes, 3)
     clock.updated_at = now
+    withdrawn = outbox.withdraw(session, clock_id=clock.id, kind="sla_warning")
+    if withdrawn:
+        detail["warning_withdrawn"] = withdrawn
     add_event(session, clock, kind, stopped, reason=reason, working_minutes=round(minutes, 3),
               in_time=minutes <= clock.target_minutes, recorded_at=now, **detail)
+
+
+def stopped_late(clock: SlaClock) -> bool:
+    """Whether a clock stopped after its due instant and nobody was told of the breach.
+
+    A deleted subject is left alone: there is nothing left to link to.
+    """
+    return (clock.state != RUNNING and clock.breached_at is None
+            and clock.stop_reason != "deleted" and clock.stopped_at is not None
+            and clock.stopped_at > clock.due_at)
 
 
 # ---------------------------------------------------------------- task and CRM facts
@@ -414,7 +435,8 @@ def verify_task(gateway: Gateway, clock: SlaClock, now: datetime) -> Finding:
         return Finding(cancel="reassigned", cancel_at=handover,
                        new_responsible=task.responsible_id, task=task)
     if task.status in sla.CLOSED_STATUSES:
-        return Finding(cancel="closed", cancel_at=task.closed_at or now)
+        return Finding(cancel="closed", cancel_at=(task.closed_at or task.status_changed_at
+                                                   or now))
     return Finding(title=task.title, checked={"history": len(history),
                                               "comments": len(comments)})
 
@@ -491,11 +513,21 @@ def tick(ctx: AppContext, now: datetime) -> TickReport:
 
 
 def _due_clock_ids(session: Session, portal_id: int, now: datetime) -> list[int]:
+    running = and_(SlaClock.state == RUNNING,
+                   or_(and_(SlaClock.warn_at <= now, SlaClock.warned_at.is_(None)),
+                       SlaClock.due_at <= now))
+    # A clock re-scored after its stop (``b24app.sla_report.rescore``) is history judged
+    # by new rules: it is reported, never notified.
+    rescored = exists().where(SlaClockEvent.clock_id == SlaClock.id,
+                              SlaClockEvent.kind == "rescored",
+                              SlaClockEvent.at >= SlaClock.stopped_at)
+    late = and_(SlaClock.state != RUNNING, SlaClock.stop_reason != "deleted",
+                SlaClock.due_at <= now, SlaClock.due_at >= now - LATE_WINDOW,
+                SlaClock.stopped_at > SlaClock.due_at, ~rescored)
     return list(session.scalars(select(SlaClock.id).where(
-        SlaClock.portal_id == portal_id, SlaClock.state == RUNNING,
+        SlaClock.portal_id == portal_id,
         SlaClock.breached_at.is_(None),  # after a breach a warning would be stale
-        or_(and_(SlaClock.warn_at <= now, SlaClock.warned_at.is_(None)),
-            SlaClock.due_at <= now),
+        or_(running, late),
     ).order_by(SlaClock.due_at, SlaClock.id)))
 
 
@@ -549,7 +581,10 @@ class _PortalTick:
     def advance(self, clock_id: int) -> None:
         """Verify one clock at the source (outside the transaction), then move it on."""
         snapshot, subjects = self._read(clock_id)
-        if snapshot is None or snapshot.state != RUNNING:
+        if snapshot is None:
+            return
+        if snapshot.state != RUNNING:
+            self._settle_late(clock_id)
             return
         try:
             finding = verify(self.gateway, snapshot, subjects, self.now)
@@ -581,6 +616,21 @@ class _PortalTick:
                 title = finding.title or mirror_title(
                     session, clock.portal_id, (clock.subject_type, clock.subject_id))
                 self._notify(session, directory, clock, title)
+                return
+            if stopped_late(clock):  # the source shows the stop came after the due instant
+                self._breach(session, directory, clock, mirror_title(
+                    session, clock.portal_id, (clock.subject_type, clock.subject_id)))
+
+    def _settle_late(self, clock_id: int) -> None:
+        """The missed breach of a clock a hook stopped after its due instant."""
+        with session_scope(self.ctx.sessions) as session:
+            clock = session.execute(select(SlaClock).where(SlaClock.id == clock_id)
+                                    .with_for_update()).scalar_one_or_none()
+            if clock is None or not stopped_late(clock):
+                return
+            self._breach(session, Directory(session, self.portal_id, self.people), clock,
+                         mirror_title(session, clock.portal_id,
+                                      (clock.subject_type, clock.subject_id)))
 
     def _cancel(self, session: Session, directory: Directory, clock: SlaClock,
                 finding: Finding) -> None:
@@ -607,6 +657,10 @@ class _PortalTick:
                 head: int | None = None) -> sla.Notice:
         subject = (clock.subject_type, clock.subject_id)
         calendar = self.rules.calendar
+        outcome = ""
+        if clock.state != RUNNING and clock.stopped_at is not None:
+            outcome = sla.late_outcome(subject, clock.stop_reason or "", clock.stopped_at,
+                                       calendar)
         return sla.Notice(
             subject=subject, title=title, trigger=clock.trigger,
             responsible=directory.name(clock.responsible_id),
@@ -614,7 +668,7 @@ class _PortalTick:
             due_at=clock.due_at, target_minutes=clock.target_minutes,
             warn_minutes=calendar.working_minutes(clock.started_at, clock.warn_at),
             link=sla.subject_link(self.domain, subject, clock.responsible_id),
-            head=directory.name(head))
+            head=directory.name(head), outcome=outcome)
 
     def _queue(self, session: Session, clock: SlaClock, user_id: int, stage: str,
                text: str) -> None:
@@ -625,28 +679,36 @@ class _PortalTick:
             not_before=self.rules.send_at(self.now), now=self.now, clock_id=clock.id,
             task_id=clock.subject_id if clock.subject_type == "task" else None)
 
+    def _breach(self, session: Session, directory: Directory, clock: SlaClock,
+                title: str) -> None:
+        """Queue the breach notices to the РОП and the responsible; mark the clock."""
+        now, calendar = self.now, self.rules.calendar
+        head = directory.head_for(clock.responsible_id,
+                                  self.rules.settings.head_of_sales_user_id)
+        notice = self._notice(directory, clock, title, head)
+        if head is None:
+            log.warning("sla clock %s: no head found for user %s; only they are told",
+                        clock.id, clock.responsible_id)
+        else:
+            self._queue(session, clock, head, "breach",
+                        sla.breach_text(notice, calendar, to_responsible=False))
+        self._queue(session, clock, clock.responsible_id, "breach",
+                    sla.breach_text(notice, calendar, to_responsible=True))
+        clock.breached_at = clock.updated_at = now
+        late = {"late": True, "stopped_at": clock.stopped_at} if notice.outcome else {}
+        add_event(session, clock, "breached", now, head_id=head,
+                  notified=[u for u in (head, clock.responsible_id) if u],
+                  not_before=self.rules.send_at(now), warning_skipped=clock.warned_at is None,
+                  **late)
+        self.report.breached += 1
+
     def _notify(self, session: Session, directory: Directory, clock: SlaClock,
                 title: str) -> None:
         """The breach if it is due (the warning then is moot), else the warning."""
         now, calendar = self.now, self.rules.calendar
         send_at = self.rules.send_at(now)
         if clock.due_at <= now and clock.breached_at is None:
-            head = directory.head_for(clock.responsible_id,
-                                      self.rules.settings.head_of_sales_user_id)
-            notice = self._notice(directory, clock, title, head)
-            if head is None:
-                log.warning("sla clock %s: no head found for user %s; only they are told",
-                            clock.id, clock.responsible_id)
-            else:
-                self._queue(session, clock, head, "breach",
-                            sla.breach_text(notice, calendar, to_responsible=False))
-            self._queue(session, clock, clock.responsible_id, "breach",
-                        sla.breach_text(notice, calendar, to_responsible=True))
-            clock.breached_at = clock.updated_at = now
-            add_event(session, clock, "breached", now, head_id=head,
-                      notified=[u for u in (head, clock.responsible_id) if u],
-                      not_before=send_at, warning_skipped=clock.warned_at is None)
-            self.report.breached += 1
+            self._breach(session, directory, clock, title)
         elif clock.warn_at <= now and clock.warned_at is None and clock.breached_at is None:
             notice = self._notice(directory, clock, title)
             self._queue(session, clock, clock.responsible_id, "warn",

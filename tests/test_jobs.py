@@ -21,7 +21,7 @@ def test_the_worker_runs_the_rules_and_the_scheduler_has_every_job(engine: Engin
     try:
         assert worker.registry.after_mirror == [task_format_hook, sla_hook]
         names = set(scheduler.jobs)
-        assert {"sla", "kpi-nightly", "kpi-digest", "nps"} <= names
+        assert {"sla", "sla-refresh", "kpi-nightly", "kpi-digest", "nps"} <= names
         assert worker.on_tick  # the standby polls for leadership from the worker's ticks
     finally:
         scheduler.shutdown(wait=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -65,12 +66,44 @@ def test_several_breaches_for_one_user_become_one_message(
     to_head = [n for n in gateway.notifications if n[0] == 5]
     assert len(to_head) == 1
     message = to_head[0][1]
-    assert message.startswith("Нарушен срок ответа (2 рабочих часа) — 3:")
+    assert message.startswith("Нарушен срок ответа — 3 обращения:")
     assert all(f"• Задача #{n}: нет ответа" in message for n in (1, 2, 3))
     assert "подробности" not in message
     with session_factory() as session:
         rows = session.scalars(select(Notification)).all()
         assert all(r.sent_at is not None for r in rows)
+
+
+def test_a_batch_keeps_every_link_and_never_names_the_target(
+        session_factory: sessionmaker[Session]) -> None:
+    """Regression: a batch kept only the summaries (no link to any task) and its header said
+    «2 рабочих часа» whatever ``[sla] target_minutes`` was."""
+    pid = _portal(session_factory)
+    gateway = FakeGateway()
+    for n in (1, 2):
+        _enqueue(session_factory, pid, 5, "sla_breach", f"sla-{n}-breach",
+                 f"Задача #{n} — нет ответа 3 рабочих часа\nСрок ответа истёк.\n"
+                 f"https://nois.bitrix24.ru/company/personal/user/5/tasks/task/view/{n}/")
+    outbox.send_due(session_factory, lambda _: gateway, NOW)
+    [(_user, message, _tag)] = gateway.notifications
+    assert message.splitlines() == [
+        "Нарушен срок ответа — 2 обращения:",
+        "• Задача #1 — нет ответа 3 рабочих часа",
+        "  https://nois.bitrix24.ru/company/personal/user/5/tasks/task/view/1/",
+        "• Задача #2 — нет ответа 3 рабочих часа",
+        "  https://nois.bitrix24.ru/company/personal/user/5/tasks/task/view/2/",
+    ]
+
+
+@pytest.mark.parametrize(("n", "words"), [
+    (2, "2 обращения"), (5, "5 обращений"), (11, "11 обращений"), (21, "21 обращение"),
+    (22, "22 обращения"),
+])
+def test_batch_header_plurals(n: int, words: str) -> None:
+    rows = [Notification(id=i, portal_id=1, user_id=5, kind="sla_warning", tag=f"t{i}",
+                         message=f"Задача #{i}") for i in range(n)]
+    [item] = outbox.plan(rows)
+    assert item.message.splitlines()[0] == f"Скоро истечёт срок ответа — {words}:"
 
 
 def test_a_bitrix24_error_keeps_the_row_for_a_retry(
@@ -90,3 +123,26 @@ def test_a_bitrix24_error_keeps_the_row_for_a_retry(
         assert row.last_error is not None and "USER_ID_EMPTY" in row.last_error
     gateway = FakeGateway()
     assert outbox.send_due(session_factory, lambda _: gateway, NOW + timedelta(minutes=6)) == 1
+
+
+def test_a_retry_waits_for_working_hours(session_factory: sessionmaker[Session]) -> None:
+    """A send failing at 17:28 in Novosibirsk is retried at 09:00 the next working day."""
+    from b24app.calendar_rules import calendar_from_settings
+    from b24app.config import CalendarSettings
+
+    calendar = calendar_from_settings(CalendarSettings())
+    late = datetime(2026, 11, 17, 10, 28, tzinfo=UTC)  # Tue 17:28 +07
+    pid = _portal(session_factory)
+
+    class Failing(FakeGateway):
+        def notify(self, user_id: int, message: str, tag: str = "") -> int | None:
+            raise BadRequest("INTERNAL", "try later")
+
+    with session_factory.begin() as session:
+        outbox.enqueue(session, portal_id=pid, user_id=7, kind="sla_breach", tag="sla-9-breach",
+                       message="Задача #9", not_before=late, now=late)
+    assert outbox.send_due(session_factory, lambda _: Failing(), late,
+                           next_working=calendar.next_working_instant) == 0
+    with session_factory() as session:
+        row = session.scalars(select(Notification)).one()
+        assert row.not_before == datetime(2026, 11, 18, 2, 0, tzinfo=UTC)  # Wed 09:00 +07

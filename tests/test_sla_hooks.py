@@ -29,6 +29,7 @@ from b24app.inbox.queue import ClaimedEvent
 from b24app.models import MirrorDepartment, MirrorUser, Portal, SlaClock, SlaClockEvent
 from handlers.registry import HandlerContext, build_registry
 from handlers.sla import sla_hook
+from handlers.task_format import task_format_hook
 from tests.fakes import FakeClock, FakeGateway
 from tests.workerproc import seed_portal
 
@@ -414,3 +415,23 @@ def test_settings_change_the_target(h: SlaHarness) -> None:
     [clock] = h.clocks()
     assert (clock.target_minutes, clock.warn_at, clock.due_at) == (
         60, nsk(11, 16, 10, 30), nsk(11, 16, 11))
+
+
+def test_the_services_own_remark_is_not_the_responsibles_answer(h: SlaHarness) -> None:
+    """Regression: the task-format remark is posted with the installer's account (user 1
+    here); on a task whose responsible is that user, it stopped the clock as answered."""
+    h.gateway.put("task", make_task(title="Срочно", created_by=OTHER, responsible_id=CREATOR))
+    registry = build_registry([task_format_hook, sla_hook])
+    for n, (name, entity) in enumerate((("ONTASKADD", "11"), ("ONTASKCOMMENTADD", "11:77"))):
+        if name == "ONTASKCOMMENTADD":  # the creator's comment makes the hook read the source
+            h.gateway.comments[11].append(
+                TaskComment(77, 11, OTHER, nsk(11, 16, 10, 20), "Когда будет?"))
+        event = ClaimedEvent(n + 1, h.portal, name, entity, {}, True, 1, "online", 0, "w")
+        with session_scope(h.sessions) as session:
+            ctx = HandlerContext(session, h.gateway, h.portal, h.clock, h.settings,
+                                 registry.after_mirror)
+            registry.dispatch(ctx, event)
+    remark = h.gateway.comments[11][0]
+    assert (remark.author_id, remark.message.startswith("Задачи ставятся")) == (CREATOR, True)
+    [clock] = h.clocks()
+    assert (clock.responsible_id, clock.state) == (CREATOR, "running")

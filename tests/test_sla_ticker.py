@@ -200,10 +200,14 @@ def test_several_breaches_reach_the_rop_as_one_message(t: Ticker) -> None:
     to_head = [m for u, m, _tag in sent if u == ROP]
     assert len(to_head) == 1
     lines = to_head[0].splitlines()
-    assert lines[0] == "Нарушен срок ответа (2 рабочих часа) — 3:"
-    assert [line.split(" — ")[0] for line in lines[1:]] == [
+    assert lines[0] == "Нарушен срок ответа — 3 обращения:"
+    assert [line.split(" — ")[0] for line in lines[1::2]] == [
         f"• Задача #{n} «Подготовить КП для ООО «Ромашка»»" for n in (11, 12, 13)]
-    assert "Олег Сидоров" in lines[3]
+    # Every task stays one click away from the batch (regression: the links were dropped).
+    assert lines[2::2] == [
+        f"  https://member-1.bitrix24.ru/company/personal/user/{who}/tasks/task/view/{n}/"
+        for n, who in ((11, REP), (12, REP), (13, REP2))]
+    assert "Олег Сидоров" in lines[5]
 
 
 def test_a_comment_whose_event_was_lost_answers_without_any_notification(t: Ticker) -> None:
@@ -229,7 +233,7 @@ def test_a_worker_down_three_days_notifies_each_clock_once_in_one_pass(t: Ticker
     tags = sorted(tag for _u, _k, tag, _nb in t.queued())
     assert tags == sorted(f"sla-{c.id}-breach" for c in (clocks[0], clocks[2]) for _ in (1, 2))
     to_head = [m for u, m, _tag in t.send(nsk(11, 19, 14, 1)) if u == ROP]
-    assert len(to_head) == 1 and to_head[0].startswith("Нарушен срок ответа (2 рабочих часа) — 2:")
+    assert len(to_head) == 1 and to_head[0].startswith("Нарушен срок ответа — 2 обращения:")
     breached = [e for e in t.events(clocks[0].id) if e[0] == "breached"]
     assert breached[0][1]["warning_skipped"] is True
 
@@ -371,6 +375,7 @@ def test_refresh_missing_starts_at_the_last_handover(t: Ticker) -> None:
 def test_explain_tells_every_minute(t: Ticker) -> None:
     clock = t.create(11, nsk(11, 27, 16, 45))
     t.tick(nsk(11, 30, 9, 45))
+    t.send(nsk(11, 30, 9, 45))  # the warning goes out in the minute of its tick
     entity = t.comment(11, REP, nsk(11, 30, 10, 0))
     t.at(nsk(11, 30, 10, 1))
     t.handle("ONTASKCOMMENTADD", entity)
@@ -443,3 +448,97 @@ def test_ticks_skip_inactive_portals(t: Ticker) -> None:
         session.execute(update(Portal).values(status="needs_reinstall"))
     report = t.tick(nsk(11, 16, 12))
     assert (report.portals, report.due) == (0, 0)
+
+
+# ---- breaches noticed after the stop; warnings made moot ----
+
+def test_an_answer_after_the_due_instant_found_after_downtime_still_breaches(t: Ticker) -> None:
+    """Regression: the worker was down over the due instant; the late answer it then found
+    at the source stopped the clock as answered and the breach was never reported."""
+    clock = t.create(11, nsk(11, 16, 10))
+    t.comment(11, REP, nsk(11, 16, 13))  # an hour after the due instant, nobody ticking
+    report = t.tick(nsk(11, 16, 14))
+    assert (report.answered, report.breached) == (1, 1)
+    assert {(u, tag) for u, _k, tag, _nb in t.queued()} == {
+        (ROP, f"sla-{clock.id}-breach"), (REP, f"sla-{clock.id}-breach")}
+    sent = {u: m.splitlines() for u, m, _tag in t.send(nsk(11, 16, 14))}
+    assert sent[ROP][0].endswith("нет ответа 2 рабочих часа (исполнитель: Иван Петров)")
+    assert "Ответ получен с опозданием: пн 16.11 в 13:00." in sent[ROP]
+    assert not any(line.startswith("Ответьте в задаче") for line in sent[REP])
+    with t.sessions() as session:
+        row = session.get_one(SlaClock, clock.id)
+        assert (row.state, row.stopped_at, row.breached_at) == (
+            "answered", nsk(11, 16, 13), nsk(11, 16, 14))
+        assert any("отсчёт остановлен позже срока" in line
+                   for line in explain(session, clock.id, CAL))
+    assert t.tick(nsk(11, 16, 14, 1)).due == 0
+
+
+def test_a_hook_that_stops_a_clock_after_its_due_leaves_the_breach_to_the_tick(
+        t: Ticker) -> None:
+    """The tick could not read the source at the due instant; the answer's event came first."""
+    clock = t.create(11, nsk(11, 16, 10))
+    t.gateway.failures = 1
+    assert t.tick(nsk(11, 16, 12)).deferred == 1
+    entity = t.comment(11, REP, nsk(11, 16, 12, 20))
+    t.at(nsk(11, 16, 12, 21))
+    t.handle("ONTASKCOMMENTADD", entity)
+    report = t.tick(nsk(11, 16, 12, 22))
+    assert (report.due, report.breached) == (1, 1)
+    assert len(t.queued()) == 2
+    assert t.tick(nsk(11, 16, 12, 23)).due == 0
+    breached = [d for k, d in t.events(clock.id) if k == "breached"]
+    assert breached[0]["late"] is True
+
+
+def test_a_late_handover_or_closing_breaches_but_a_deletion_does_not(t: Ticker) -> None:
+    handed, closed, deleted = (t.create(n, nsk(11, 16, 10)) for n in (11, 12, 13))
+    t.at(nsk(11, 16, 13))  # the worker was down from 11:00 to 13:00
+    t.gateway.put("task", make_task(11, responsible_id=REP2, changed_at=nsk(11, 16, 12, 30)))
+    t.handle("ONTASKUPDATE", 11)
+    t.log(12, "STATUS", CREATOR, nsk(11, 16, 12, 40), ("2", "5"))
+    t.gateway.put("task", make_task(12, status=5, closed_at=nsk(11, 16, 12, 40),
+                                    changed_at=nsk(11, 16, 12, 40)))
+    t.handle("ONTASKUPDATE", 12)
+    t.handle("ONTASKDELETE", 13)
+    assert t.tick(nsk(11, 16, 13, 1)).breached == 2
+    by_clock = {tag for _u, _k, tag, _nb in t.queued()}
+    assert by_clock == {f"sla-{handed.id}-breach", f"sla-{closed.id}-breach"}
+    with t.sessions() as session:
+        texts = set(session.scalars(select(Notification.message)))
+    assert any("Задача передана другому исполнителю пн 16.11 в 12:30." in m for m in texts)
+    assert any("Задача закрыта пн 16.11 в 12:40 без ответа исполнителя." in m for m in texts)
+    assert deleted.id not in {c.id for c in t.clocks() if c.breached_at is not None}
+
+
+def test_a_warning_queued_for_the_morning_is_withdrawn_when_answered_overnight(
+        t: Ticker) -> None:
+    """Regression: a task set at 16:00 warns at 17:30, after hours, so the warning waits for
+    09:00; the rep answered at 20:00 and was still warned in the morning."""
+    clock = t.create(11, nsk(11, 16, 16))
+    assert t.tick(nsk(11, 16, 17, 30)).warned == 1
+    assert t.queued()[0][3] == nsk(11, 17, 9)
+    entity = t.comment(11, REP, nsk(11, 16, 20))
+    t.at(nsk(11, 16, 20, 1))
+    t.handle("ONTASKCOMMENTADD", entity)
+    assert t.queued() == []
+    assert t.send(nsk(11, 17, 9)) == []
+    assert t.events(clock.id)[-1][1]["warning_withdrawn"] == 1
+    with t.sessions() as session:
+        assert explain(session, clock.id, CAL)[-2].endswith("; предупреждение отозвано")
+
+
+def test_a_clock_rescored_into_lateness_after_its_stop_is_never_notified(t: Ticker) -> None:
+    """A retroactive rule change re-scores history; it must not page the РОП about it."""
+    clock = t.create(11, nsk(11, 27, 16, 45))
+    entity = t.comment(11, REP, nsk(11, 30, 9, 30))  # 90 minutes: in time for 120
+    t.at(nsk(11, 30, 9, 31))
+    t.handle("ONTASKCOMMENTADD", entity)
+    with session_scope(t.sessions) as session:
+        assert rescore(session, t.portal, CAL, sla.SlaPolicy(60, 0.75), nsk(11, 1, 0),
+                       now=nsk(11, 30, 10, 0)) == 1
+    with t.sessions() as session:
+        row = session.get_one(SlaClock, clock.id)
+        assert row.stopped_at > row.due_at == nsk(11, 30, 9, 15)
+    assert t.tick(nsk(11, 30, 10, 1)).due == 0
+    assert t.queued() == []

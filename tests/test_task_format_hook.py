@@ -115,7 +115,7 @@ def test_a_bad_task_gets_one_comment_and_one_notification(h: Harness) -> None:
     link = task_link("member-1.bitrix24.ru", RESPONSIBLE, 11)
     assert link == "https://member-1.bitrix24.ru/company/personal/user/5/tasks/task/view/11/"
     assert (note.user_id, note.kind, note.tag, note.task_id) == (
-        CREATOR, "task_format", codes_tag(11, codes), 11)
+        CREATOR, "task_format", codes_tag(11, codes, h.gateway.comments[11][0].id), 11)
     assert note.tag.startswith("task-format-11-")
     assert note.message.startswith("Задача #11 «Срочно» поставлена не по регламенту: ")
     assert link in note.message
@@ -174,10 +174,30 @@ def test_a_new_violation_after_the_fix_is_commented_again(h: Harness) -> None:
     third = h.comments()[2]
     assert "Не указан крайний срок" in third and "Название" not in third
     first, second = h.notifications()
-    assert second.tag == codes_tag(11, ["deadline_missing"]) != first.tag
+    third_id = h.gateway.comments[11][2].id
+    assert second.tag == codes_tag(11, ["deadline_missing"], third_id) != first.tag
     row = h.row()
     assert (row.violations, row.opened_at, row.fixed_at) == (["deadline_missing"], h.clock(),
                                                              None)
+
+
+def test_the_same_violation_broken_again_after_its_fix_notifies_again(h: Harness) -> None:
+    """Regression: the tag was the task and its codes only, so the outbox refused the
+    second notification of a remark posted again after a fix (comment without notice)."""
+    h.put()
+    h.handle("ONTASKADD")
+    h.put(**GOOD)
+    h.handle("ONTASKUPDATE")
+    h.clock.advance(hours=1)
+    h.put()  # «Срочно» without a deadline again
+    h.handle("ONTASKUPDATE")
+    assert len(h.comments()) == 3 and h.comments()[2].startswith(REGULATION)
+    first, second = h.notifications()
+    assert first.tag != second.tag
+    assert second.message.startswith("Задача #11 «Срочно» поставлена не по регламенту")
+    # The remark seen again (a duplicate event) still notifies once.
+    h.handle("ONTASKUPDATE")
+    assert len(h.notifications()) == 2 and len(h.comments()) == 3
 
 
 def test_a_partial_fix_is_silent(h: Harness) -> None:

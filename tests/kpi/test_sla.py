@@ -10,6 +10,7 @@ import pytest
 
 from kpi import sla
 from kpi.calendar import WorkingCalendar
+from kpi.task_format import FIXED, REGULATION
 
 NSK = ZoneInfo("Asia/Novosibirsk")
 MSK = ZoneInfo("Europe/Moscow")
@@ -106,6 +107,41 @@ SINCE = nsk(11, 16, 10, 0)
 def test_first_reaction(history: list[H], comments: list[C],
                         expected: sla.Reaction | None) -> None:
     assert sla.first_reaction(history, comments, REP, SINCE) == expected
+
+
+@dataclass(frozen=True)
+class Posted:
+    """A comment as the gateway reads it (with its ID and text)."""
+
+    id: int
+    author_id: int
+    posted_at: datetime | None
+    message: str
+
+
+@dataclass(frozen=True)
+class Logged:
+    """A history line with the value it logged."""
+
+    field: str
+    user_id: int
+    created_at: datetime | None
+    to_value: str | None = None
+
+
+def test_the_services_own_remarks_are_no_reaction() -> None:
+    """Regression: the service comments with the installer's account; when the installer is
+    the responsible, its format remark (and that remark's COMMENT history line) stopped the
+    clock as the responsible's answer."""
+    remark = Posted(300, REP, nsk(11, 16, 10, 1), f"{REGULATION}\nПожалуйста, поправьте…")
+    thanks = Posted(301, REP, nsk(11, 16, 10, 20), FIXED)
+    history = [Logged("COMMENT", REP, nsk(11, 16, 10, 1), "300"),
+               Logged("COMMENT", REP, nsk(11, 16, 10, 20))]  # no value: matched by time
+    assert sla.first_reaction(history, [remark, thanks], REP, SINCE) is None
+    answer = Posted(302, REP, nsk(11, 16, 10, 40), "Принял, сделаю")
+    history.append(Logged("COMMENT", REP, nsk(11, 16, 10, 40), "302"))
+    assert sla.first_reaction(history, [remark, thanks, answer], REP, SINCE) == sla.Reaction(
+        nsk(11, 16, 10, 40), "comment", "comment")
 
 
 # ---- stages and elapsed time ----
@@ -256,7 +292,9 @@ def test_deal_rules() -> None:
 @pytest.mark.parametrize(("minutes", "text"), [
     (120, "2 рабочих часа"), (90, "1,5 рабочего часа"), (60, "1 рабочий час"),
     (300, "5 рабочих часов"), (1260, "21 рабочий час"), (45, "45 рабочих минут"),
-    (1, "1 рабочая минута"), (22, "22 рабочие минуты"), (12, "12 рабочих минут"),
+    # a duration («нет ответа 21 рабочую минуту»): the accusative of «минута»
+    (1, "1 рабочую минуту"), (21, "21 рабочую минуту"), (22, "22 рабочие минуты"),
+    (12, "12 рабочих минут"), (11, "11 рабочих минут"),
     (100, "1 ч 40 мин рабочего времени"), (89.6, "1,5 рабочего часа"),
 ])
 def test_duration_text(minutes: float, text: str) -> None:
@@ -308,3 +346,27 @@ def test_crm_texts() -> None:
                         "(ответственный: Иван Петров)")
     assert first[1] == "Срок ответа истёк пн 16.11 в 12:00. Входящий звонок пн 16.11 в 10:00."
     assert "Свяжитесь с клиентом" in first[2]
+
+
+def test_a_crm_handover_is_not_called_a_task_handover() -> None:
+    """Regression: a deal's clock restarted for a new rep said «Задача передана исполнителю»."""
+    deal = sla.Notice(("deal", 7), "Поставка петель", "reassigned", "Иван Петров", "",
+                      nsk(11, 16, 10), nsk(11, 16, 12), 120, 90, "https://x/crm/deal/details/7/")
+    lines = sla.breach_text(deal, CAL, to_responsible=False).splitlines()
+    assert lines[1] == ("Срок ответа истёк пн 16.11 в 12:00. Передано другому ответственному "
+                        "пн 16.11 в 10:00.")
+    assert sla.trigger_name("reassigned", "task") == "задача передана исполнителю"
+
+
+def test_a_breach_noticed_after_the_stop_says_how_it_ended() -> None:
+    late = sla.Notice(**{**NOTICE.__dict__, "outcome": sla.late_outcome(
+        ("task", 123), "comment", nsk(11, 30, 11, 5), CAL)})
+    to_rep = sla.breach_text(late, CAL, to_responsible=True).splitlines()
+    assert to_rep[2] == "Ответ получен с опозданием: пн 30.11 в 11:05."
+    assert not any(line.startswith("Ответьте в задаче") for line in to_rep)  # answered already
+    assert sla.late_outcome(("task", 1), "reassigned", nsk(11, 30, 11), CAL) == (
+        "Задача передана другому исполнителю пн 30.11 в 11:00.")
+    assert sla.late_outcome(("deal", 1), "reassigned", nsk(11, 30, 11), CAL) == (
+        "Передано другому ответственному пн 30.11 в 11:00.")
+    assert sla.late_outcome(("task", 1), "closed", nsk(11, 30, 11), CAL) == (
+        "Задача закрыта пн 30.11 в 11:00 без ответа исполнителя.")

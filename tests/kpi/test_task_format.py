@@ -25,6 +25,7 @@ from kpi.task_format import (
     comment_text,
     decide,
     fixed_text,
+    is_service_text,
     normalize,
     notify_text,
 )
@@ -344,3 +345,13 @@ def test_fixed_and_notify_texts() -> None:
     ]
     returned = notify_text(42, "Срочно", violations, link, returned=True)
     assert "Задача возвращена вам как постановщику." in returned
+
+
+def test_the_services_own_comments_are_recognised() -> None:
+    """The SLA must not take the service's remark for the responsible's answer."""
+    violations = check(facts("Срочно", deadline=None), RULES, at_creation=True)
+    assert is_service_text(comment_text(violations))
+    assert is_service_text(comment_text(violations, returned=True))
+    assert is_service_text(f"  {fixed_text()}\n")
+    assert not is_service_text("Принял, сделаю к обеду")
+    assert not is_service_text(f"Спасибо! {fixed_text()} Сделаю.")
