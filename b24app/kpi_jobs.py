@@ -20,7 +20,7 @@ from b24app.models import KpiValue, MirrorDepartment, Portal, PortalStatus
 from b24app.report import build_workbook, load_company_info
 from kpi.definitions import normalize
 from kpi.digest import build_digest
-from kpi.periods import Period, local_date, month_of, week_of
+from kpi.periods import Period, PeriodKind, local_date, month_of, week_of
 from kpi.results import CompanyMetrics, RepKpi
 from sync.writeback import WritebackReport, load_rep_names, write_back
 
@@ -72,7 +72,12 @@ def _period(ctx: AppContext, period: Period | str) -> Period:
 def compute_and_write(ctx: AppContext, portal_id: int, period: Period | str, now: datetime, *,
                       write: bool = True, write_companies: bool = True,
                       options: Any = None) -> Report:
-    """Compute every rep's KPIs and the company metrics, store them, write what changed."""
+    """Compute every rep's KPIs and the company metrics, store them, write what changed.
+
+    The «KPI менеджера» items are monthly, so another kind of period writes no items. The
+    company cards show the client today, so only a period that contains ``now`` writes them:
+    a recomputed past month would put its old values back into the cards.
+    """
     from kpi import compute  # the compute service loads the SQL layer: only when needed
 
     settings, period = ctx.settings, _period(ctx, period)
@@ -86,10 +91,16 @@ def compute_and_write(ctx: AppContext, portal_id: int, period: Period | str, now
         names = load_rep_names(session, portal_id, {r.rep_id for r in rows})
     report = Report(portal_id, period, list(rows), list(companies), names, stored)
     if write:
+        monthly = period.kind is PeriodKind.MONTH
+        current = period.start <= now < period.end
         report.writeback = write_back(
-            ctx.sessions, ctx.gateways.for_portal(portal_id), portal_id, rows,
-            companies if write_companies else [], now=now, tz=settings.calendar.timezone,
-            rep_names=names)
+            ctx.sessions, ctx.gateways.for_portal(portal_id), portal_id,
+            rows if monthly else [], companies if write_companies and current else [],
+            now=now, tz=settings.calendar.timezone, rep_names=names)
+        if not monthly:
+            report.writeback.problems.append(
+                f"карточки «KPI менеджера» ведутся по месяцам: период «{period.title}» не "
+                "записан, укажите месяц (ГГГГ-ММ)")
     return report
 
 

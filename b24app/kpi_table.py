@@ -38,13 +38,25 @@ def kpi_table(rows: Sequence[RepKpi], names: Mapping[int, str]) -> list[str]:
     lines = [header, "─" * len(header)]
     for kpi in KpiId:
         definition = DEFINITIONS[kpi]
-        target = "" if definition.default_target is None else (
-            f" ({format_number(definition.default_target)})")
+        goal = _target(kpi, rows)
+        target = "" if goal is None else f" ({format_number(goal)})"
         title = _short(definition.title, TITLE - 1 - len(target)) + target
         cells = "".join(f"{_cell(by_key.get((rid, kpi.value)), definition.unit):>{WIDTH}}"
                         for rid in reps)
         lines.append(f"{title:<{TITLE}}{cells}")
     return lines
+
+
+def _target(kpi: KpiId, rows: Sequence[RepKpi]) -> Decimal | None:
+    """The one target all reps are judged against (as configured), if the KPI has one."""
+    # Plans and growth targets differ per rep: those show in no header.
+    default = DEFINITIONS[kpi].default_target
+    if default is None:
+        return None
+    targets = {r.target for r in rows if r.kpi == kpi.value and r.target is not None}
+    if not targets:
+        return default
+    return targets.pop() if len(targets) == 1 else None
 
 
 def _short(text: str, width: int) -> str:

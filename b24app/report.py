@@ -176,7 +176,7 @@ def stale_sheet(sheet: Worksheet, rows: Sequence[RepKpi], names: Mapping[int, st
 
 CLIENT_HEADERS = ("ID", "Компания", "Менеджер", "LTV, ₽", "Покупки за 12 мес., ₽",
                   "Последняя покупка", "Статус возврата", "Постоянный клиент", "NPS",
-                  "Дата NPS", "Карта обновлена", "Доля NOIS, %")
+                  "Дата NPS", "Карта обновлена", "Доля НОИС, %")
 CLIENT_FORMATS = (COUNT_FORMAT, None, None, MONEY_FORMAT, MONEY_FORMAT, DATE_FORMAT, None, None,
                   COUNT_FORMAT, DATE_FORMAT, DATE_FORMAT, SHARE_FORMAT)
 

@@ -44,6 +44,7 @@ from kpi.definitions import (
     ratio,
     target_for,
 )
+from kpi.digest import format_number
 from kpi.facts import ClientCard, Purchase, SlaClockFact
 from kpi.formulas import (
     NoisShare,
@@ -236,7 +237,7 @@ def _ltv(run: _Run) -> PerRep:
         out[rep] = _Value(money_mean(cur.to_date, cur.clients),
                           previous=money_mean(prev.to_date, prev.clients),
                           detail=f"активных клиентов: {cur.clients}; за 12 мес. в среднем: "
-                                 f"{trailing if trailing is not None else 0} ₽")
+                                 f"{format_number(trailing or Decimal(0))} ₽")
     return out
 
 
@@ -310,7 +311,8 @@ def _procurement(run: _Run) -> PerRep:
                                     run.ids) if weeks else []
     out = {}
     for rep in run.ids:
-        report = procurement_needs(tasks, rep, month, now=run.now, rules=run.rules)
+        report = procurement_needs(tasks, rep, month, now=run.now, calendar=run.calendar,
+                                   rules=run.rules)
         missed = ", ".join(f"{m:%d.%m}" for m in report.missed)
         out[rep] = _Value(report.share.value,
                           detail=f"нет отчёта за недели с {missed}" if missed else "")
@@ -379,7 +381,7 @@ def _sla(run: _Run) -> PerRep:
     for rep in run.ids:
         result = response_sla(now, rep, month)
         median = "" if result.median_minutes is None else \
-            f"; медиана {result.median_minutes} раб. мин"
+            f"; медиана {format_number(result.median_minutes)} раб. мин"
         out[rep] = _Value(result.value, previous=response_sla(prev, rep, before).value,
                           detail=f"в срок {result.in_time.part} из {result.in_time.whole}"
                                  f"{median}")

@@ -236,12 +236,15 @@ class RecognitionRules:
     """Which CRM records count as what, and the KPI thresholds; all configurable as data."""
 
     # Visit: a completed activity by the rep, bound to a client (company or contact), that is
-    # a meeting (TYPE_ID 1 or provider CRM_MEETING) or whose subject starts with a marker
-    # (reps in the mobile app log visits as to-dos «Визит …»).
+    # a meeting (TYPE_ID 1 or provider CRM_MEETING) or a to-do whose subject starts with a
+    # marker (reps in the mobile app log visits as to-dos «Визит …»). The marker is read on
+    # to-dos, tasks and calendar imports only: a call or an e-mail «Визит …» arranges a
+    # visit, it is none.
     visit_type_ids: frozenset[int] = _rule(frozenset({1}), _ints)
     visit_provider_ids: frozenset[str] = _rule(frozenset({"CRM_MEETING"}),
                                                lambda v: frozenset(_strs(v)))
     visit_markers: tuple[str, ...] = _rule(("Визит",), _strs)
+    visit_marker_type_ids: frozenset[int] = _rule(frozenset({3, 5, 6}), _ints)
     # Training: a completed activity of these types (all but e-mail; 5 = calendar import)
     # whose subject contains a marker.
     training_type_ids: frozenset[int] = _rule(frozenset({1, 2, 3, 5, 6}), _ints)

@@ -19,6 +19,15 @@ STATUS_TITLES = {"ok": "выполнен", "below": "не выполнен", "no
 STALE_TOP = 5  # stale items listed per rep; the rest are counted
 NBSP = "\u00a0"  # thousands separator: a number is never broken across lines
 ORDER = {kpi.value: n for n, kpi in enumerate(KpiId)}
+# The count units of ``DEFINITIONS`` (genitive plural) agree with their number: the forms
+# for 1, for 2–4 and for 5 and more; a fraction takes the second («2,5 визита»).
+COUNT_FORMS = {
+    "визитов": ("визит", "визита", "визитов"),
+    "клиентов": ("клиент", "клиента", "клиентов"),
+    "обучений": ("обучение", "обучения", "обучений"),
+    "рассылок": ("рассылка", "рассылки", "рассылок"),
+    "идей": ("идея", "идеи", "идей"),
+}
 
 
 def plural(count: int, forms: tuple[str, str, str]) -> str:
@@ -56,11 +65,22 @@ def kpi_unit(kpi: str) -> str:
         return ""
 
 
+def unit_for(value: Decimal, unit: str) -> str:
+    """The unit in the form its number takes: 1 визит, 2 визита, 5 визитов, 21 визит."""
+    forms = COUNT_FORMS.get(unit)
+    if forms is None:
+        return unit
+    rounded = value.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+    if rounded != rounded.to_integral_value():
+        return forms[1]
+    return plural(abs(int(rounded)), forms)
+
+
 def format_value(value: Decimal | None, unit: str) -> str:
-    """«1 250 000 ₽», «71,43 %», «12 визитов»; «нет данных» for None."""
+    """«1 250 000 ₽», «71,43 %», «12 визитов», «1 обучение»; «нет данных» for None."""
     if value is None:
         return "нет данных"
-    return f"{format_number(value)} {unit}".strip()
+    return f"{format_number(value)} {unit_for(value, unit)}".strip()
 
 
 def stale_items(detail: str) -> list[str]:

@@ -25,13 +25,16 @@ def _money(value: Decimal, what: str) -> None:
         raise TypeError(f"{what} must be a Decimal, got {type(value).__name__} {value!r}")
 
 
+COMPANY_PREFIX, CONTACT_PREFIX = "company:", "contact:"
+
+
 def client_key(company_id: int | None, contact_id: int | None = None) -> str | None:
     """The client a record belongs to: its company, else its contact; None without either."""
     # Bitrix24 writes 0 (or "0") for "no company"; both count as missing.
     if company_id:
-        return f"company:{int(company_id)}"
+        return f"{COMPANY_PREFIX}{int(company_id)}"
     if contact_id:
-        return f"contact:{int(contact_id)}"
+        return f"{CONTACT_PREFIX}{int(contact_id)}"
     return None
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 from kpi.definitions import (
@@ -21,7 +21,8 @@ from kpi.definitions import (
     starts_with_any,
 )
 from kpi.facts import TASK_COMPLETED, Activity, SlaClockFact, TaskFact, TaskFormatFact
-from kpi.periods import Period
+from kpi.formulas_crm import WorkdayCalendar
+from kpi.periods import Period, Week
 
 EMAIL_TYPE_ID = 4
 OUTGOING = 2
@@ -35,11 +36,12 @@ def _mine(user_id: int, rep_id: int | None) -> bool:
 
 
 def is_visit(activity: Activity, rules: RecognitionRules = DEFAULT_RULES) -> bool:
-    """A completed meeting (type, provider or subject marker) bound to a company or contact."""
+    """A completed meeting (type, provider, or a to-do's subject marker) bound to a client."""
     return (activity.completed and bool(activity.client_keys)
             and (activity.type_id in rules.visit_type_ids
                  or activity.provider_id in rules.visit_provider_ids
-                 or starts_with_any(activity.subject, rules.visit_markers)))
+                 or (activity.type_id in rules.visit_marker_type_ids
+                     and starts_with_any(activity.subject, rules.visit_markers))))
 
 
 def is_training(activity: Activity, rules: RecognitionRules = DEFAULT_RULES) -> bool:
@@ -138,20 +140,28 @@ class WeeklyReports:
         return Share(len(self.reported), len(self.due))
 
 
+def _works(week: Week, calendar: WorkdayCalendar | None) -> bool:
+    """Whether the week has a working day (every week does without a calendar)."""
+    return calendar is None or any(calendar.is_working_day(week.monday + timedelta(days=n))
+                                   for n in range(7))
+
+
 def procurement_needs(tasks: Iterable[TaskFact], rep_id: int | None, period: Period, *,
-                      now: datetime | None = None,
+                      now: datetime | None = None, calendar: WorkdayCalendar | None = None,
                       rules: RecognitionRules = DEFAULT_RULES) -> WeeklyReports:
     """Weeks with a needs report the rep created ÷ weeks due; Monday–Sunday local weeks."""
     # A week belongs to the period holding its Thursday (ISO), so 2026-11-30..12-06 is a
     # December week and a report on Monday 30 November counts for December. Due: the weeks
     # that have ended by ``now``, plus the running week once it has a report (a week in
-    # progress is not yet missed). Without ``now`` every week of the period is due.
+    # progress is not yet missed). Without ``now`` every week of the period is due. A week
+    # without a working day (5–11 January 2026) is due only if a report came anyway: nobody
+    # can be asked to report in the New Year holidays.
     weeks = period.weeks()
     created = [t.created_at for t in tasks
                if _mine(t.creator_id, rep_id) and is_procurement_report(t, rules)]
     reported = tuple(w.monday for w in weeks if any(w.contains(c) for c in created))
-    due = tuple(w.monday for w in weeks
-                if now is None or w.end <= now or w.monday in reported)
+    due = tuple(w.monday for w in weeks if w.monday in reported
+                or ((now is None or w.end <= now) and _works(w, calendar)))
     return WeeklyReports(due, tuple(m for m in reported if m in due))
 
 

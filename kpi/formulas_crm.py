@@ -10,7 +10,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from kpi.definitions import DEFAULT_RULES, RecognitionRules, Share, percent, ratio
-from kpi.facts import ClientCard, NpsAnswerFact, OpenDeal, Purchase, TaskFact
+from kpi.facts import COMPANY_PREFIX, ClientCard, NpsAnswerFact, OpenDeal, Purchase, TaskFact
 from kpi.formulas_sales import active_clients
 from kpi.periods import Period, require_aware, trailing_start
 
@@ -188,6 +188,14 @@ def _card_reasons(card: ClientCard, today: date, zone: tzinfo,
     return (f"карточка не обновлялась {days} {word} (допустимо до {rules.card_max_age_days})",)
 
 
+def _card_name(card: ClientCard) -> str:
+    """The card's company name, else «Компания #5» (never the key "company:5")."""
+    if card.name:
+        return card.name
+    kind, _, number = card.client_key.partition(":")
+    return f"{'Контакт' if kind == 'contact' else 'Компания'} #{number}"
+
+
 def crm_freshness(deals: Iterable[OpenDeal], tasks: Iterable[TaskFact],
                   cards: Iterable[ClientCard], rep_id: int | None, now: datetime, *,
                   calendar: WorkdayCalendar,
@@ -221,7 +229,7 @@ def crm_freshness(deals: Iterable[OpenDeal], tasks: Iterable[TaskFact],
             total += 1
             if reasons := _card_reasons(card, today, zone, rules):
                 stale.append(StaleItem(StaleKind.CLIENT_CARD, card.client_key,
-                                       card.name or card.client_key, reasons))
+                                       _card_name(card), reasons))
     return Freshness(total - len(stale), total, tuple(stale))
 
 
@@ -231,11 +239,13 @@ def crm_freshness(deals: Iterable[OpenDeal], tasks: Iterable[TaskFact],
 def client_card(cards: Iterable[ClientCard], purchases: Iterable[Purchase],
                 rep_id: int | None, period: Period, *, now: datetime | None = None,
                 rules: RecognitionRules = DEFAULT_RULES) -> Share:
-    """Share of the rep's active clients whose card fields changed in [period start, as_of)."""
+    """Share of the rep's active client companies whose card changed in [period start, as_of)."""
     # The period is a quarter by default («обновление не реже 1 раза в квартал»). An active
-    # client without a card in the input counts as not updated.
+    # company without a card in the input counts as not updated. A client that is a contact
+    # alone has no company card to keep: it is left out, or 100 % could never be reached.
     as_of = period.as_of(now)
-    clients = active_clients(purchases, rep_id, as_of, rules=rules, tz=period.tz)
+    clients = {c for c in active_clients(purchases, rep_id, as_of, rules=rules, tz=period.tz)
+               if c.startswith(COMPANY_PREFIX)}
     changed = {c.client_key for c in cards
                if c.card_fields_changed_at is not None
                and period.start <= c.card_fields_changed_at < as_of}

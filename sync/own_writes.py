@@ -48,7 +48,8 @@ def _canonical(value: Any) -> Any:
     """A JSON-able form in which equal values written and read back look the same."""
     if value is None:
         return ""
-    if isinstance(value, bool):  # Bitrix24 answers "Y"/"N" for what we write as booleans
+    # Standard "char" flags answer "Y"/"N"; boolean user fields answer "1"/"0" (written so).
+    if isinstance(value, bool):
         return "Y" if value else "N"
     if isinstance(value, list | tuple):
         return [_canonical(item) for item in value]

@@ -9,7 +9,7 @@ Two targets, one design:
   (``lifecycle.kpi_part_name``), written by ``add_item`` once and ``update_items`` after.
 
 Every value is encoded in its wire form first (``wire``: two decimals, ``YYYY-MM-DD``,
-``Y``/``N``, ``""`` clears), then compared as text with ``WrittenValue`` (the value last
+``1``/``0``, ``""`` clears), then compared as text with ``WrittenValue`` (the value last
 sent, keyed by portal, target, record ID and field). Only the changed fields of changed
 records are sent, in full batches of 50 across all records, so a run costs
 ceil(changed records / 50) write requests and a repeated run costs none. The snapshot is
@@ -81,7 +81,10 @@ def wire(value: Any) -> str:
     if value is None:
         return ""  # clears the field
     if isinstance(value, bool):
-        return "Y" if value else "N"
+        # A boolean user field stores 1/0 and legacy CRM reads it back as "1"/"0". "N" is no
+        # false there: the field saves any non-empty text as 1, and the echo of "Y" would read
+        # "1" and not be recognised as our own write.
+        return "1" if value else "0"
     if isinstance(value, datetime):
         raise TypeError("write-back sends dates, not instants")
     if isinstance(value, date):

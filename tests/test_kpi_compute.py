@@ -311,6 +311,8 @@ def test_purchase_kpis_of_a_closed_month(sessions: sessionmaker[Session], sales:
                                "ltv": D("50000.00"), "new_active_clients": D(1),
                                "nois_share": D("8.93")}
     assert rows[A, "return_rate"].status == "below" and rows[B, "return_rate"].status == "no_data"
+    # Details are Russian text: money with a non-breaking thousands space, no decimal point.
+    assert rows[A, "ltv"].detail == "активных клиентов: 3; за 12 мес. в среднем: 130\u00a0000 ₽"
     assert rows[A, "sales_volume"].status == "no_data"  # no plan configured
     assert {rep for rep, _ in rows} == {A, B}  # the head, an outsider and a leaver are no reps
     assert "crm_freshness" not in {kpi for _, kpi in rows}  # a closed period: no snapshot
@@ -369,6 +371,32 @@ def test_a_refund_recomputes_the_past(sessions: sessionmaker[Session], sales: in
         assert_agree(session, sales, deals, COMPANIES, period=month("2026-11"), now=BOUNDARY)
     assert rows[A, "sales_volume"].value == D("15000.00")
     assert metrics[C2].ltv == D("10000.00")  # the head's sale is all that is left
+
+
+def test_refund_leaver_and_reps_without_clients(sessions: sessionmaker[Session],
+                                               portal_id: int) -> None:
+    # C1's only purchase was refunded (won, then moved to a lost stage); C2 bought from a rep
+    # who has left; neither A nor B sold anything. The cards still show C2's purchase.
+    deals = [Deal(1, A, C1, None, "F", "50000", date(2026, 11, 10)),
+             Deal(2, RETIRED, C2, None, "S", "30000", date(2026, 11, 5))]
+    companies = [Company(C1, A, "100000", date(2026, 11, 1)), Company(C2, RETIRED, "0")]
+    with sessions.begin() as session:
+        add_deals(session, portal_id, deals)
+        add_companies(session, portal_id, companies)
+    with sessions() as session:
+        rows, metrics = computed(session, portal_id, month("2026-11"), BOUNDARY)
+        assert_agree(session, portal_id, deals, companies, period=month("2026-11"),
+                     now=BOUNDARY)
+    assert {rep for rep, _ in rows} == {A, B}
+    for rep in (A, B):
+        assert values(rows, rep) == {"sales_volume": D("0.00"), "return_rate": None,
+                                     "ltv": None, "new_active_clients": D(0),
+                                     "nois_share": None}
+        assert rows[rep, "client_card"].value is None  # no active clients: no data
+    assert metrics[C1] == CompanyMetrics(C1, D(0), D(0), None, None, False, None, None,
+                                         date(2026, 11, 1), D("0.0000"))
+    assert (metrics[C2].ltv, metrics[C2].return_status, metrics[C2].nois_share) == (
+        D("30000.00"), "new", None)
 
 
 # ---------------------------------------------------------------- purchase KPIs: properties
@@ -549,10 +577,11 @@ def test_activity_kpis(sessions: sessionmaker[Session], work: int) -> None:
     with sessions() as session:
         rows, _ = computed(session, work, NOV, AFTER_NOV)
     counts = (KpiId.VISITS, KpiId.TRAININGS, KpiId.NEW_PRODUCTS_MAILING, KpiId.MARKETING_IDEAS)
-    # Visits of A: 1 (23:30 on the 30th), 3 (marker), 7 (a training at the client), 10 (no
-    # start: its creation); 2 is December, 4 not done, 5 bound to no client. B's 6 is bound
-    # to deal 50 of c1. One mailing subject (two e-mails and the task). Ideas: 1 and 2.
-    assert shown(rows, A, *counts) == [D(4), D(1), D(1), D(2)]
+    # Visits of A: 1 (23:30 on the 30th), 7 (a training at the client), 10 (no start: its
+    # creation); 2 is December, 3 a call that only arranges a visit (the «Визит» marker
+    # counts on to-dos), 4 not done, 5 bound to no client. B's 6 is bound to deal 50 of c1.
+    # One mailing subject (two e-mails and the task). Ideas: 1 and 2.
+    assert shown(rows, A, *counts) == [D(3), D(1), D(1), D(2)]
     assert shown(rows, B, *counts) == [D(1), D(0), D(0), D(0)]
     assert rows[A, "visits"].status == "below" and rows[A, "trainings"].status == "ok"
     # Needs reports in the weeks of 2, 9 and 16 November; the week of the 23rd is missed.

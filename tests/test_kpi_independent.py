@@ -197,7 +197,7 @@ def independent(data: dict[str, list[Row]], label: str,
         bound = any(i > 0 and (t in (3, 4) or (t == 2 and i in deal_clients)) for t, i in links)
         subject = " ".join(a["SUBJECT"].casefold().replace("ё", "е").split())
         meeting = a["TYPE_ID"] == "1" or a["PROVIDER_ID"] == "CRM_MEETING" \
-            or subject.startswith("визит")
+            or (a["TYPE_ID"] in ("3", "5", "6") and subject.startswith("визит"))
         when = datetime.fromisoformat(a["START_TIME"] or a["END_TIME"] or a["CREATED"])
         if a["COMPLETED"] == "Y" and bound and meeting \
                 and first <= when.astimezone(TZ).date() < after \

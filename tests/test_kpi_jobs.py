@@ -139,6 +139,29 @@ def test_compute_only_never_asks_for_a_gateway(ctx: AppContext, stub: StubComput
     assert report.as_dict()["writeback"] is None
 
 
+def test_a_past_month_writes_its_items_but_not_the_company_cards(
+        ctx: AppContext, stub: StubCompute, gateway_provider: FakeGatewayProvider,
+        portal_id: int) -> None:
+    """Regression: ``kpi --period 2026-10 --write`` put October's values into the cards."""
+    report = kpi_jobs.compute_and_write(ctx, portal_id, "2026-10", NOW)
+    assert report.writeback is not None and report.writeback.ok
+    assert report.writeback.companies_changed == 0
+    assert gateway_provider.gateway.writes == [("crm.item.add", 1), ("crm.item.add", 1)]
+
+
+def test_items_are_monthly(ctx: AppContext, stub: StubCompute,
+                           gateway_provider: FakeGatewayProvider, portal_id: int) -> None:
+    """Regression: a quarter made a second «KPI менеджера» item per rep, labelled "2026-Q4"."""
+    report = kpi_jobs.compute_and_write(ctx, portal_id, "2026-Q4", NOW)
+    assert report.writeback is not None and not report.writeback.ok
+    assert report.writeback.problems == [
+        "карточки «KPI менеджера» ведутся по месяцам: период «IV квартал 2026» не записан, "
+        "укажите месяц (ГГГГ-ММ)"]
+    assert report.writeback.items_created == 0 and report.stored == 6
+    # The cards are the client today: a quarter that runs now still writes them.
+    assert gateway_provider.gateway.writes == [("crm.company.update", 2)]
+
+
 def test_nightly_closes_last_month_in_the_first_days(ctx: AppContext, stub: StubCompute,
                                                      gateway_provider: FakeGatewayProvider,
                                                      portal_id: int) -> None:

@@ -73,6 +73,22 @@ def test_kpi_lines(row: RepKpi, line: str) -> None:
     assert kpi_line(row) == line
 
 
+@pytest.mark.parametrize(("kpi", "value", "target", "line"), [
+    ("trainings", "1", "1", "✓ Обучения клиентов: 1 обучение (цель 1 обучение)"),
+    ("new_products_mailing", "0", "1", "✗ Рассылка новинок: 0 рассылок (цель 1 рассылка)"),
+    ("marketing_ideas", "3", "2", "✓ Идеи для маркетинга: 3 идеи (цель 2 идеи)"),
+    ("visits", "21", "30", "✗ Личные визиты к клиентам: 21 визит (цель 30 визитов)"),
+    ("visits", "22", "90.0", "✗ Личные визиты к клиентам: 22 визита (цель 90 визитов)"),
+    ("visits", "11", "2.5", "✓ Личные визиты к клиентам: 11 визитов (цель 2,50 визита)"),
+    ("new_active_clients", "4", "15", "✗ Новые активные клиенты: 4 клиента (цель 15 клиентов)"),
+])
+def test_count_units_agree_with_their_numbers(kpi: str, value: str, target: str,
+                                              line: str) -> None:
+    # Regression: «1 обучений», «2 идей», «4 клиентов» were printed for every count.
+    status = "ok" if Decimal(value) >= Decimal(target) else "below"
+    assert kpi_line(RepKpi(7, "2026-11", kpi, Decimal(value), Decimal(target), status)) == line
+
+
 def test_a_rep_block_lists_the_top_stale_items_and_counts_the_rest() -> None:
     lines = rep_block("Иван Петров", rows_of(7, stale=STALE), stale_top=5)
     assert lines[0] == "Иван Петров — выполнено 1 из 5"
@@ -178,6 +194,7 @@ def test_clients_sheet(book: dict[str, Worksheet]) -> None:
     second = [c.value for c in sheet[3]]
     assert (second[6], second[7], second[11]) == ("нет покупок", "нет", None)
     assert sheet.freeze_panes == "C2" and sheet.auto_filter.ref == "A1:L3"
+    assert sheet["L1"].value == "Доля НОИС, %"  # the company's Russian name, as in the KPIs
 
 
 def test_an_empty_report_still_opens() -> None:
@@ -192,3 +209,20 @@ def test_an_empty_report_still_opens() -> None:
                                            ("визитов", "#,##0")])
 def test_number_formats(unit: str, fmt: str) -> None:
     assert number_format(unit) == fmt
+
+
+# -- the demo's KPI table ----------------------------------------------------------------------
+def test_the_table_shows_the_targets_the_reps_were_judged_by() -> None:
+    """Regression: the header showed the default target (30 visits) whatever the config."""
+    from b24app.kpi_table import kpi_table
+
+    rows = [RepKpi(rep, "2026-11", "visits", Decimal(v), Decimal(25), s)
+            for rep, v, s in ((7, "26", "ok"), (8, "12", "below"))]
+    rows += [RepKpi(7, "2026-11", "sales_volume", Decimal(900_000), Decimal(1_000_000), "below"),
+             RepKpi(8, "2026-11", "sales_volume", Decimal(900_000), Decimal(800_000), "ok")]
+    lines = kpi_table(rows, NAMES)
+    visits = next(x for x in lines if x.startswith("Личные визиты"))
+    assert "(25)" in visits and "(30)" not in visits
+    assert visits.split()[-4:] == ["26", "✓", "12", "✗"]
+    assert "(" not in next(x for x in lines if x.startswith("Объём продаж"))  # plans differ
+    assert "(95)" in next(x for x in lines if x.startswith("Актуальность CRM"))  # no row: default

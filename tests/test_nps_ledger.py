@@ -245,6 +245,37 @@ def test_targets_are_active_clients_contacts_with_their_rep(app_ctx: AppContext)
         (11, 1, 7), (21, 2, 7), (31, 3, 8)]
 
 
+def test_targets_are_the_clients_the_coverage_counts(app_ctx: AppContext) -> None:
+    """Regression: a contact who buys without a company is an active client of the NPS
+    coverage but got no link, and a zero «won» placeholder made a company a target."""
+    portal_id = _world(app_ctx)
+    with session_scope(app_ctx.sessions) as session:
+        session.add_all([
+            MirrorContact(portal_id=portal_id, id=81, company_id=None, assigned_by_id=8,
+                          name="Анна", last_name="Частная", raw={}),
+            MirrorDeal(portal_id=portal_id, id=8100, company_id=0, contact_id=81,
+                       semantic="S", stage_id="WON", close_date=date(2026, 10, 2), closed=True,
+                       amount=Decimal("42000.00"), assigned_by_id=8, raw={}),
+            # A contact of its own, but its purchase was lost (refunded): no client.
+            MirrorContact(portal_id=portal_id, id=82, company_id=None, assigned_by_id=8,
+                          raw={}),
+            MirrorDeal(portal_id=portal_id, id=8200, company_id=None, contact_id=82,
+                       semantic="F", stage_id="LOSE", close_date=date(2026, 10, 2),
+                       amount=Decimal("9000.00"), assigned_by_id=8, raw={})])
+        seed_client(session, portal_id, 9, 7, [91], won=None)
+        session.add(MirrorDeal(portal_id=portal_id, id=900, company_id=9, semantic="S",
+                               stage_id="WON", close_date=date(2026, 10, 2), closed=True,
+                               amount=Decimal(0), assigned_by_id=7, raw={}))
+    with app_ctx.sessions() as session:
+        targets = survey_targets(session, portal_id, "2026-H2", now=NOW, settings=NPS, tz=NSK)
+    assert [(t.contact_id, t.company_id, t.rep_id) for t in targets] == [
+        (11, 1, 7), (21, 2, 7), (31, 3, 8), (81, None, 8)]
+    report = run_wave(app_ctx, portal_id, NOW)
+    assert report.invited == 4
+    message = next(n.message for n in _notifications(app_ctx) if n.user_id == 8)
+    assert "без компании — Анна Частная: http" in message
+
+
 def test_wave_job_invites_and_notifies_each_rep_once(app_ctx: AppContext) -> None:
     """One list of links per rep, queued for the working hour the caller names."""
     portal_id = _world(app_ctx)

@@ -101,7 +101,7 @@ def kpi_type(gateway: FakeGateway) -> tuple[int, int]:
 # -- wire form ---------------------------------------------------------------------------------
 @pytest.mark.parametrize(("value", "expected"), [
     (Decimal("1234.5"), "1234.50"), (Decimal("0.005"), "0.01"), (Decimal("-0.001"), "0.00"),
-    (Decimal("71.4299"), "71.43"), (2.5, "2.50"), (30, "30"), (True, "Y"), (False, "N"),
+    (Decimal("71.4299"), "71.43"), (2.5, "2.50"), (30, "30"), (True, "1"), (False, "0"),
     (None, ""), (date(2026, 11, 5), "2026-11-05"), ("под угрозой", "под угрозой"),
 ])
 def test_wire_forms(value: Any, expected: str) -> None:
@@ -118,13 +118,13 @@ def test_company_fields_in_wire_form() -> None:
     assert company_fields(metrics(5)) == {
         "UF_CRM_NOIS_LTV": "150000.50", "UF_CRM_NOIS_LTV_12M": "90000.00",
         "UF_CRM_NOIS_LAST_PURCHASE": "2026-11-05", "UF_CRM_NOIS_RETURN_STATUS": "возвращающийся",
-        "UF_CRM_NOIS_REGULAR": "Y", "UF_CRM_NOIS_NPS_LAST": "9",
+        "UF_CRM_NOIS_REGULAR": "1", "UF_CRM_NOIS_NPS_LAST": "9",
         "UF_CRM_NOIS_NPS_DATE": "2026-10-12", "UF_CRM_NOIS_CARD_UPDATED": "2026-09-01",
         "UF_CRM_NOIS_SHARE": "71.43"}
     empty = company_fields(metrics(5, last_purchase=None, return_status=None, regular=False,
                                    nps_last=None, nps_date=None, card_updated=None,
                                    nois_share=None, ltv=Decimal(0)))
-    assert empty["UF_CRM_NOIS_LTV"] == "0.00" and empty["UF_CRM_NOIS_REGULAR"] == "N"
+    assert empty["UF_CRM_NOIS_LTV"] == "0.00" and empty["UF_CRM_NOIS_REGULAR"] == "0"
     assert {empty[k] for k in ("UF_CRM_NOIS_LAST_PURCHASE", "UF_CRM_NOIS_RETURN_STATUS",
                                "UF_CRM_NOIS_NPS_LAST", "UF_CRM_NOIS_SHARE")} == {""}
 
@@ -341,11 +341,14 @@ def test_periods_get_their_own_items(session_factory: sessionmaker[Session],
 def test_own_writes_are_recorded(session_factory: sessionmaker[Session], gateway: FakeGateway,
                                  portal_id: int) -> None:
     """The echo of a write, as the legacy CRM reads it back, is recognised as ours."""
-    run(session_factory, gateway, portal_id, [metrics(4)], [])
-    echo = {"UF_CRM_NOIS_LTV": "150000.50", "UF_CRM_NOIS_REGULAR": "Y",
+    run(session_factory, gateway, portal_id, [metrics(4), metrics(5, regular=False)], [])
+    # A boolean user field reads back as "1"/"0" (crm.company.get), never as "Y"/"N".
+    echo = {"UF_CRM_NOIS_LTV": "150000.50", "UF_CRM_NOIS_REGULAR": "1",
             "UF_CRM_NOIS_LAST_PURCHASE": "2026-11-05T00:00:00+07:00"}
     with session_factory() as session:
         assert own_writes.is_own(session, portal_id, COMPANY, 4, echo, now=NOW)
+        assert own_writes.is_own(session, portal_id, COMPANY, 5, {"UF_CRM_NOIS_REGULAR": "0"},
+                                 now=NOW)
         assert own_writes.is_own(session, portal_id, COMPANY, 4,
                                  {"UF_CRM_NOIS_LAST_PURCHASE": "2026-11-05"}, now=NOW)
         assert not own_writes.is_own(session, portal_id, COMPANY, 4,

@@ -7,8 +7,9 @@ from calendar import monthrange
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
+from typing import Any
 
-from sqlalchemy import exists, select, update
+from sqlalchemy import exists, or_, select, update
 from sqlalchemy.orm import Session
 
 from b24app import outbox
@@ -38,7 +39,7 @@ class Target:
     """A contact of an active client to survey, and the rep who sends the link."""
 
     contact_id: int
-    company_id: int
+    company_id: int | None  # None: the contact is the client itself (no company)
     rep_id: int
 
 
@@ -68,29 +69,45 @@ def survey_targets(session: Session, portal_id: int, wave: str, *, now: datetime
                    settings: NpsSettings, tz: tzinfo) -> list[Target]:
     """Contacts of active clients not yet invited nor answered in ``wave``, with their rep."""
     since = months_back(now.astimezone(tz).date(), settings.active_months)
-    # An active client: a company with a purchase (won deal) in the last active_months.
-    active = select(MirrorDeal.company_id).where(
-        MirrorDeal.portal_id == portal_id, MirrorDeal.semantic == WON,
-        MirrorDeal.close_date >= since, MirrorDeal.company_id.is_not(None),
-        MirrorDeal.deleted_at.is_(None))
+    # An active client is one with a purchase in the last active_months, as the KPIs count
+    # them (a won deal with an amount): a company, or a contact without a company. The rep
+    # who sends the link is the company's owner, or the contact's for a contact client.
+    purchase = (MirrorDeal.portal_id == portal_id, MirrorDeal.semantic == WON,
+                MirrorDeal.close_date >= since, MirrorDeal.amount > 0,
+                MirrorDeal.deleted_at.is_(None))
+    active = select(MirrorDeal.company_id).where(*purchase, MirrorDeal.company_id > 0)
+    bought_alone = exists().where(*purchase, MirrorDeal.contact_id == MirrorContact.id,
+                                  or_(MirrorDeal.company_id.is_(None),
+                                      MirrorDeal.company_id == 0))
     invited = exists().where(SurveyInvitation.portal_id == portal_id,
                              SurveyInvitation.contact_id == MirrorContact.id,
                              SurveyInvitation.wave == wave)
     answered = exists().where(NpsAnswer.portal_id == portal_id,
                               NpsAnswer.contact_id == MirrorContact.id, NpsAnswer.wave == wave)
-    # A dismissed rep cannot pass links on; a rep the mirror does not know yet still can.
-    inactive_rep = exists().where(MirrorUser.portal_id == portal_id,
-                                  MirrorUser.id == MirrorCompany.assigned_by_id,
-                                  MirrorUser.active.is_(False))
-    rows = session.execute(
+
+    def dismissed(rep: Any) -> Any:
+        # A dismissed rep cannot pass links on; a rep the mirror does not know yet still can.
+        return exists().where(MirrorUser.portal_id == portal_id, MirrorUser.id == rep,
+                              MirrorUser.active.is_(False))
+
+    of_companies = session.execute(
         select(MirrorContact.id, MirrorCompany.id, MirrorCompany.assigned_by_id)
         .join(MirrorCompany, (MirrorCompany.portal_id == MirrorContact.portal_id)
               & (MirrorCompany.id == MirrorContact.company_id))
         .where(MirrorContact.portal_id == portal_id, MirrorContact.deleted_at.is_(None),
                MirrorCompany.deleted_at.is_(None), MirrorCompany.assigned_by_id > 0,
-               MirrorCompany.id.in_(active), ~invited, ~answered, ~inactive_rep)
-        .order_by(MirrorContact.id))
-    return [Target(contact_id, company_id, rep_id) for contact_id, company_id, rep_id in rows]
+               MirrorCompany.id.in_(active), ~invited, ~answered,
+               ~dismissed(MirrorCompany.assigned_by_id)))
+    alone = session.execute(
+        select(MirrorContact.id, MirrorContact.assigned_by_id)
+        .where(MirrorContact.portal_id == portal_id, MirrorContact.deleted_at.is_(None),
+               MirrorContact.assigned_by_id > 0, bought_alone, ~invited, ~answered,
+               ~dismissed(MirrorContact.assigned_by_id)))
+    targets = {contact_id: Target(contact_id, company_id, rep_id)
+               for contact_id, company_id, rep_id in of_companies}
+    for contact_id, rep_id in alone:
+        targets.setdefault(contact_id, Target(contact_id, None, rep_id))
+    return [targets[contact_id] for contact_id in sorted(targets)]
 
 
 def run_wave(ctx: AppContext, portal_id: int, now: datetime, *,

@@ -156,7 +156,10 @@ def test_rules_from_mapping() -> None:
     rules = RecognitionRules.from_mapping({
         "marketing_group_ids": [12, 14], "training_markers": ["Обучение", "Семинар"],
         "stage_max_working_days": 7, "visit_provider_ids": ["CRM_MEETING", "CRM_TODO"],
+        "visit_marker_type_ids": [6],
     })
+    assert rules.visit_marker_type_ids == frozenset({6})
+    assert DEFAULT_RULES.visit_marker_type_ids == frozenset({3, 5, 6})  # no calls, no e-mails
     assert rules.marketing_group_ids == frozenset({12, 14})
     assert rules.training_markers == ("Обучение", "Семинар")
     assert rules.stage_max_working_days == 7

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from kpi.calendar import WorkingCalendar
 from kpi.definitions import RecognitionRules
 from kpi.facts import Activity, SlaClockFact, TaskFact, TaskFormatFact
 from kpi.formulas import (
@@ -39,6 +40,15 @@ LATE_NOV, EARLY_DEC = nsk(2026, 11, 30, 23, 30), nsk(2026, 12, 1, 0, 10)
     pytest.param([act(A, DAY, type_id=6, provider="CRM_TODO", subject="Визит: Кухни Сибири")], A,
                  1, id="to-do with the visit marker"),
     pytest.param([act(A, DAY, type_id=2, subject="Звонок")], A, 0, id="a call is no visit"),
+    # Regression: the marker made a call or an e-mail that arranges a visit count as one.
+    pytest.param([act(A, DAY, type_id=2, provider="VOXIMPLANT_CALL",
+                      subject="Визит: согласовать время")], A, 0,
+                 id="a call with the visit marker is no visit"),
+    pytest.param([act(A, DAY, type_id=4, provider="CRM_EMAIL", direction=2,
+                      subject="Визит менеджера НОИС 20 ноября")], A, 0,
+                 id="an e-mail with the visit marker is no visit"),
+    pytest.param([act(A, DAY, type_id=3, provider="CRM_TASKS_TASK", subject="Визит к клиенту")],
+                 A, 1, id="a task activity with the visit marker"),
     pytest.param([act(A, LATE_NOV), act(A, EARLY_DEC)], A, 1, id="Novosibirsk month boundary"),
     pytest.param([act(A, DAY, activity_id=7), act(A, DAY, activity_id=7)], A, 1,
                  id="the same activity twice"),
@@ -178,6 +188,23 @@ def test_procurement_week_across_the_month_edge_counts_for_december() -> None:
     result = procurement_needs([report(nsk(2026, 11, 30, 9))], A, month(2026, 12))
     assert result.reported == (date(2026, 11, 30),)
     assert (result.share.part, result.share.whole) == (1, 5)  # December has five weeks
+
+
+def test_a_week_without_working_days_is_not_due() -> None:
+    # Regression: 5–11 January 2026 is all New Year holidays, yet it was due, so January's
+    # needs reports could never reach the 100 % target.
+    january = month(2026, 1)
+    mondays = (date(2026, 1, 5), date(2026, 1, 12), date(2026, 1, 19), date(2026, 1, 26))
+    assert tuple(w.monday for w in january.weeks()) == (date(2025, 12, 29), *mondays)
+    reports = [report(nsk(2026, 1, d)) for d in (12, 19, 26)] + [report(nsk(2025, 12, 29))]
+    result = procurement_needs(reports, A, january, calendar=WorkingCalendar())
+    assert result.due == (date(2025, 12, 29), *mondays[1:])
+    assert result.share.value == D(1)
+    # A report sent in the holiday week still counts; without a calendar every week is due.
+    holiday = procurement_needs([report(nsk(2026, 1, 6))], A, january,
+                                calendar=WorkingCalendar())
+    assert date(2026, 1, 5) in holiday.due and date(2026, 1, 5) in holiday.reported
+    assert procurement_needs(reports, A, january).share.value == D("0.8")
 
 
 # ---- response SLA and task format ----

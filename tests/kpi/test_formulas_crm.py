@@ -164,7 +164,9 @@ def test_freshness_lists_the_stale_items_in_russian() -> None:
         StaleItem(StaleKind.TASK, 15, "Задача #15", ("просрочена: срок 02.11.2026 09:30",)),
         StaleItem(StaleKind.CLIENT_CARD, BETA, "ИП Бета", (
             "карточка не обновлялась 93 дня (допустимо до 92)",)),
-        StaleItem(StaleKind.CLIENT_CARD, GAMMA, GAMMA, ("карточка ни разу не обновлялась",)),
+        # Regression: an unnamed card was listed as "company:3" in the Russian list.
+        StaleItem(StaleKind.CLIENT_CARD, GAMMA, "Компания #3",
+                  ("карточка ни разу не обновлялась",)),
     )
     assert [s.kind.title_ru for s in result.stale[::2]] == ["сделка", "задача",
                                                             "карточка клиента"]
@@ -220,6 +222,16 @@ def test_client_card(changed: dict[str, datetime], kwargs: dict[str, Any], part:
     cards.append(card(GAMMA, A, changed=nsk(2026, 11, 1)))  # GAMMA buys from B: not A's
     result = client_card(cards, purchases, A, Q4, **kwargs)
     assert (result.part, result.whole) == (part, whole)
+
+
+def test_client_card_leaves_out_clients_without_a_company() -> None:
+    # Regression: a client that is a contact alone (no company, so no card to keep) counted
+    # as never updated and held the KPI below its 100 % target for good.
+    purchases = [buy(ACME, A, 1, nsk(2026, 10, 5)), buy("contact:7", A, 1, nsk(2026, 11, 5))]
+    result = client_card([card(ACME, A, changed=nsk(2026, 11, 1))], purchases, A, Q4)
+    assert (result.part, result.whole) == (1, 1)
+    only_contacts = client_card([], [buy("contact:7", A, 1, nsk(2026, 11, 5))], A, Q4)
+    assert only_contacts.value is None
 
 
 def test_client_card_without_active_clients_is_no_data() -> None:
